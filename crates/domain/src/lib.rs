@@ -1,0 +1,15 @@
+//! huiliu's domain core: the rules and types every other crate builds on.
+//!
+//! Nothing here performs IO. Randomness and the current time are passed in,
+//! so every rule can be tested with fixed inputs.
+#![forbid(unsafe_code)]
+
+pub mod apps;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod keys;
+pub mod time;
+pub mod users;
+
+pub use error::FieldError;

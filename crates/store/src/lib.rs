@@ -1,0 +1,89 @@
+//! huiliu's storage seam: the use-case-level operations every backend provides,
+//! the records they return and the errors they raise.
+//!
+//! The trait is deliberately coarse (`ingest_events`, not `insert_event`): each
+//! method is one short transaction, so a backend can choose its own fastest SQL
+//! and the server never holds a transaction open across a network call.
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod profile;
+mod error;
+mod records;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+
+pub use error::StoreError;
+pub use records::{
+    AppRecord, EventColumns, IngestOutcome, KeyRecord, StoredEvent, UserColumns, UserRecord,
+    EVENT_COLUMNS, USER_COLUMNS,
+};
+
+use huiliu_domain::apps::{AppId, NewApp};
+use huiliu_domain::events::{EventSource, ValidEvent};
+use huiliu_domain::ids::UserId;
+use huiliu_domain::users::ProfilePatch;
+use std::future::Future;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything huiliu keeps, behind one interface with a SQLite and a PostgreSQL implementation.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Which backend this is, for logs and metrics (`sqlite` or `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip proving the store answers (for `/readyz`).
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Stores a new app and its two keys (hashes only).
+    fn create_app(&self, app: &NewApp) -> impl Future<Output = StoreResult<AppRecord>> + Send;
+
+    /// Every app, oldest first.
+    fn list_apps(&self) -> impl Future<Output = StoreResult<Vec<AppRecord>>> + Send;
+
+    fn find_app(&self, id: &AppId) -> impl Future<Output = StoreResult<Option<AppRecord>>> + Send;
+
+    /// The key row for a key id, with its app; revoked keys are not returned.
+    fn find_key(&self, key_id: &str) -> impl Future<Output = StoreResult<Option<KeyRecord>>> + Send;
+
+    /// Stores a batch of validated events whose ids are unique within the batch.
+    ///
+    /// Events whose id the app has stored before are skipped and counted as
+    /// duplicates. New users get the app's next dense indexes; every user's
+    /// first/last seen and event count move with the accepted events. The batch
+    /// is committed before this returns, all or nothing.
+    fn ingest_events(
+        &self,
+        app: &AppRecord,
+        source: EventSource,
+        events: &[ValidEvent],
+    ) -> impl Future<Output = StoreResult<IngestOutcome>> + Send;
+
+    fn get_user(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+    ) -> impl Future<Output = StoreResult<Option<UserRecord>>> + Send;
+
+    /// Creates the user if needed (with a fresh index) and applies the profile update.
+    fn update_user_profile(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        patch: &ProfilePatch,
+    ) -> impl Future<Output = StoreResult<UserRecord>> + Send;
+
+    /// One stored event by the id its sender gave it.
+    fn get_event(
+        &self,
+        app: &AppRecord,
+        event_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<StoredEvent>>> + Send;
+
+    /// How many events the app has stored.
+    fn count_events(&self, app: &AppRecord) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Closes connections, waiting for in-flight work; used on graceful shutdown.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}

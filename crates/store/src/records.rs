@@ -1,0 +1,153 @@
+use huiliu_domain::apps::AppId;
+use huiliu_domain::events::EventSource;
+use huiliu_domain::keys::KeyKind;
+use huiliu_domain::time::AppTimeZone;
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+/// A stored app. `store_key` is the backend's compact internal key for the app's
+/// rows; it never leaves the process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRecord {
+    pub store_key: i64,
+    pub id: AppId,
+    pub name: String,
+    pub timezone: AppTimeZone,
+    pub created_at: Timestamp,
+}
+
+/// A stored API key: only the hash of its secret part.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub kind: KeyKind,
+    pub secret_hash: Vec<u8>,
+    pub app: AppRecord,
+}
+
+/// A stored user with the activity summary kept at ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub user_index: u32,
+    pub openid: Option<String>,
+    pub unionid: Option<String>,
+    pub attributes: Map<String, Value>,
+    /// Earliest and latest event time (not arrival time); `None` before any event.
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+    pub event_count: i64,
+    pub created_at: Timestamp,
+}
+
+/// What became of a batch: events stored now, and events the app had already sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IngestOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+/// An event as stored, with who sent it and when it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub time: Timestamp,
+    pub props: String,
+    pub source: EventSource,
+    pub received_at: Timestamp,
+}
+
+impl AppRecord {
+    /// Builds a record from stored columns; a stored value that no longer parses is an internal error.
+    pub fn from_columns(
+        store_key: i64,
+        id: &str,
+        name: String,
+        timezone: &str,
+        created_us: i64,
+    ) -> Result<Self, crate::StoreError> {
+        Ok(Self {
+            store_key,
+            id: AppId::parse(id).map_err(crate::StoreError::internal)?,
+            name,
+            timezone: AppTimeZone::parse(timezone).map_err(crate::StoreError::internal)?,
+            created_at: huiliu_domain::time::from_micros(created_us),
+        })
+    }
+}
+
+impl KeyRecord {
+    pub fn from_columns(key_id: String, kind: &str, secret_hash: Vec<u8>, app: AppRecord) -> Result<Self, crate::StoreError> {
+        let kind = KeyKind::parse(kind)
+            .ok_or_else(|| crate::StoreError::internal(format!("unknown key kind {kind:?}")))?;
+        Ok(Self {
+            key_id,
+            kind,
+            secret_hash,
+            app,
+        })
+    }
+}
+
+/// The stored columns of a user row, in the order both backends select them.
+pub type UserColumns = (
+    String,         // user_id
+    i64,            // user_index
+    Option<String>, // openid
+    Option<String>, // unionid
+    String,         // attributes (JSON text)
+    Option<i64>,    // first_us
+    Option<i64>,    // last_us
+    i64,            // event_count
+    i64,            // created_us
+);
+
+/// The select list matching [`UserColumns`].
+pub const USER_COLUMNS: &str =
+    "user_id, user_index, openid, unionid, attributes, first_us, last_us, event_count, created_us";
+
+impl UserRecord {
+    pub fn from_columns(columns: UserColumns) -> Result<Self, crate::StoreError> {
+        let (user_id, user_index, openid, unionid, attributes, first_us, last_us, event_count, created_us) =
+            columns;
+        let attributes = match serde_json::from_str::<Value>(&attributes) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(crate::StoreError::internal("stored attributes are not a JSON object")),
+        };
+        Ok(Self {
+            user_id,
+            user_index: u32::try_from(user_index).map_err(crate::StoreError::internal)?,
+            openid,
+            unionid,
+            attributes,
+            first_seen: first_us.map(huiliu_domain::time::from_micros),
+            last_seen: last_us.map(huiliu_domain::time::from_micros),
+            event_count,
+            created_at: huiliu_domain::time::from_micros(created_us),
+        })
+    }
+}
+
+/// The stored columns of an event row joined with its user, in the order both backends select them.
+pub type EventColumns = (String, String, String, i64, String, String, i64);
+
+/// The select list matching [`EventColumns`] (events `e` joined with users `u`).
+pub const EVENT_COLUMNS: &str = "e.event_id, u.user_id, e.name, e.time_us, e.props, e.source, e.received_us";
+
+impl StoredEvent {
+    pub fn from_columns(columns: EventColumns) -> Result<Self, crate::StoreError> {
+        let (id, user_id, name, time_us, props, source, received_us) = columns;
+        Ok(Self {
+            id,
+            user_id,
+            name,
+            time: huiliu_domain::time::from_micros(time_us),
+            props,
+            source: EventSource::parse(&source)
+                .ok_or_else(|| crate::StoreError::internal(format!("unknown event source {source:?}")))?,
+            received_at: huiliu_domain::time::from_micros(received_us),
+        })
+    }
+}
