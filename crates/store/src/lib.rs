@@ -13,6 +13,8 @@ mod records;
 
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "contract")]
+pub mod testdb;
 
 pub use error::StoreError;
 pub use records::{

@@ -1,0 +1,190 @@
+//! Event ingest on PostgreSQL: whole columns as arrays through `UNNEST`, four statements a batch.
+
+use huiliu_domain::events::{EventSource, ValidEvent};
+use huiliu_domain::time::to_micros;
+use huiliu_store::batch::{activity_of_accepted, distinct_users};
+use huiliu_store::{IngestOutcome, StoreResult};
+use jiff::Timestamp;
+use sqlx::postgres::PgPoolCopyExt;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::collections::{HashMap, HashSet};
+
+pub(crate) async fn ingest(
+    pool: &PgPool,
+    app_seq: i64,
+    source: EventSource,
+    events: &[ValidEvent],
+) -> Result<IngestOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let users = distinct_users(events);
+    let index_of = resolve_user_indexes(&mut tx, app_seq, &users).await?;
+
+    let mut ids = Vec::with_capacity(events.len());
+    let mut indexes = Vec::with_capacity(events.len());
+    let mut names = Vec::with_capacity(events.len());
+    let mut times = Vec::with_capacity(events.len());
+    let mut props = Vec::with_capacity(events.len());
+    for event in events {
+        ids.push(event.id.as_str());
+        indexes.push(index_of[event.user_id.as_str()]);
+        names.push(event.name.as_str());
+        times.push(to_micros(event.time));
+        props.push(event.props.as_str());
+    }
+    let accepted_ids: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
+         SELECT $1, e.*, $7, $8 FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS e
+         ON CONFLICT (app_seq, event_id) DO NOTHING
+         RETURNING event_id",
+    )
+    .bind(app_seq)
+    .bind(&ids)
+    .bind(&indexes)
+    .bind(&names)
+    .bind(&times)
+    .bind(&props)
+    .bind(source.as_str())
+    .bind(to_micros(Timestamp::now()))
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let activity = activity_of_accepted(events, &accepted_ids);
+    if !activity.is_empty() {
+        let user_ids: Vec<&str> = activity.iter().map(|a| a.user_id).collect();
+        let firsts: Vec<i64> = activity.iter().map(|a| a.first_us).collect();
+        let lasts: Vec<i64> = activity.iter().map(|a| a.last_us).collect();
+        let counts: Vec<i64> = activity.iter().map(|a| a.count).collect();
+        // LEAST and GREATEST skip NULLs, so a user's first event sets both bounds.
+        sqlx::query(
+            "UPDATE users u SET first_us = LEAST(u.first_us, a.first_us),
+                                last_us = GREATEST(u.last_us, a.last_us),
+                                event_count = u.event_count + a.n
+             FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[]) AS a (user_id, first_us, last_us, n)
+             WHERE u.app_seq = $1 AND u.user_id = a.user_id",
+        )
+        .bind(app_seq)
+        .bind(&user_ids)
+        .bind(&firsts)
+        .bind(&lasts)
+        .bind(&counts)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(IngestOutcome {
+        accepted: accepted_ids.len(),
+        duplicates: events.len() - accepted_ids.len(),
+    })
+}
+
+/// Finds each user's dense index, creating the users huiliu has not seen yet.
+///
+/// Creation happens under a row lock on the app, and the lookup is repeated once
+/// the lock is held: another node may have created some of the same users meanwhile.
+pub(crate) async fn resolve_user_indexes<'a>(
+    tx: &mut Transaction<'static, Postgres>,
+    app_seq: i64,
+    users: &[&'a str],
+) -> Result<HashMap<&'a str, i64>, sqlx::Error> {
+    let mut index_of = lookup(tx, app_seq, users, HashMap::with_capacity(users.len())).await?;
+    if index_of.len() == users.len() {
+        return Ok(index_of);
+    }
+    let next: i64 = sqlx::query_scalar("SELECT next_user_index FROM apps WHERE seq = $1 FOR UPDATE")
+        .bind(app_seq)
+        .fetch_one(&mut **tx)
+        .await?;
+    let missing: Vec<&str> = users.iter().copied().filter(|u| !index_of.contains_key(u)).collect();
+    index_of = lookup(tx, app_seq, &missing, index_of).await?;
+    let new_users: Vec<&str> = missing.into_iter().filter(|u| !index_of.contains_key(u)).collect();
+    if new_users.is_empty() {
+        return Ok(index_of);
+    }
+    let new_indexes: Vec<i64> = (next..next + new_users.len() as i64).collect();
+    sqlx::query(
+        "INSERT INTO users (app_seq, user_index, user_id, created_us)
+         SELECT $1, u.*, $4 FROM UNNEST($2::int8[], $3::text[]) AS u",
+    )
+    .bind(app_seq)
+    .bind(&new_indexes)
+    .bind(&new_users)
+    .bind(to_micros(Timestamp::now()))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE apps SET next_user_index = $2 WHERE seq = $1")
+        .bind(app_seq)
+        .bind(next + new_users.len() as i64)
+        .execute(&mut **tx)
+        .await?;
+    index_of.extend(new_users.into_iter().zip(new_indexes));
+    Ok(index_of)
+}
+
+async fn lookup<'a>(
+    tx: &mut Transaction<'static, Postgres>,
+    app_seq: i64,
+    users: &[&'a str],
+    mut found: HashMap<&'a str, i64>,
+) -> Result<HashMap<&'a str, i64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT user_id, user_index FROM users WHERE app_seq = $1 AND user_id = ANY($2)")
+            .bind(app_seq)
+            .bind(users)
+            .fetch_all(&mut **tx)
+            .await?;
+    let wanted: HashMap<&str, &'a str> = users.iter().map(|u| (*u, *u)).collect();
+    for (user_id, index) in rows {
+        if let Some(user) = wanted.get(user_id.as_str()) {
+            found.insert(user, index);
+        }
+    }
+    Ok(found)
+}
+
+/// Loads the rows with `COPY … FROM STDIN` (text format) into a bare table.
+pub(crate) async fn raw_copy_baseline(pool: &PgPool, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
+    sqlx::query("DROP TABLE IF EXISTS bench_raw_events").execute(pool).await?;
+    sqlx::query(
+        "CREATE TABLE bench_raw_events (seq BIGSERIAL PRIMARY KEY, app_seq BIGINT NOT NULL,
+         event_id TEXT NOT NULL, user_index BIGINT NOT NULL, name TEXT NOT NULL,
+         time_us BIGINT NOT NULL, props TEXT NOT NULL, source TEXT NOT NULL, received_us BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let received = to_micros(Timestamp::now());
+    let mut rows = 0;
+    for batch in batches {
+        let mut text = String::with_capacity(batch.len() * 160);
+        for event in batch {
+            use std::fmt::Write;
+            let _ = writeln!(
+                text,
+                "0\t{}\t0\t{}\t{}\t{}\tserver\t{received}",
+                copy_escape(event.id.as_str()),
+                event.name.as_str(),
+                to_micros(event.time),
+                copy_escape(&event.props)
+            );
+        }
+        let mut copy = pool
+            .copy_in_raw(
+                "COPY bench_raw_events (app_seq, event_id, user_index, name, time_us, props, source, received_us) FROM STDIN",
+            )
+            .await?;
+        copy.send(text.into_bytes()).await?;
+        rows += copy.finish().await?;
+    }
+    sqlx::query("DROP TABLE bench_raw_events").execute(pool).await?;
+    Ok(rows)
+}
+
+/// Escapes a value for COPY's text format.
+fn copy_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
