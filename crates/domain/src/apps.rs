@@ -73,7 +73,11 @@ pub struct NewApp {
 }
 
 impl NewApp {
-    pub fn generate(name: &str, timezone: AppTimeZone, rng: &mut impl Rng) -> Result<Self, FieldError> {
+    pub fn generate(
+        name: &str,
+        timezone: AppTimeZone,
+        rng: &mut impl Rng,
+    ) -> Result<Self, FieldError> {
         Ok(Self {
             id: AppId::generate(rng),
             name: parse_app_name(name)?,

@@ -69,10 +69,18 @@ pub struct ValidEvent {
 /// Parses and checks one event object. Errors name the field inside the event
 /// (`time`, `props`, …); the caller places them under `events[i]`.
 pub fn parse_event(raw: &str, now: Timestamp) -> Result<ValidEvent, FieldError> {
-    let object: RawObject = serde_json::from_str(raw).map_err(|_| {
+    let object: RawObject = serde_json::from_str(raw).map_err(|error| {
+        let (code, message) = if error.is_data() {
+            (
+                "invalid_type",
+                "each event must be a JSON object".to_string(),
+            )
+        } else {
+            ("invalid_json", format!("not valid JSON: {error}"))
+        };
         FieldError {
-            code: "invalid_type",
-            message: "each event must be a JSON object".into(),
+            code,
+            message,
             field: None,
         }
     })?;
@@ -128,7 +136,9 @@ pub fn parse_event_time(value: &str, now: Timestamp) -> Result<Timestamp, FieldE
         FieldError::new(
             "invalid_time",
             "time",
-            format!("{value:?} is not an RFC 3339 time with an offset, e.g. 2026-11-23T08:00:00+08:00"),
+            format!(
+                "{value:?} is not an RFC 3339 time with an offset, e.g. 2026-11-23T08:00:00+08:00"
+            ),
         )
     })?;
     let earliest = now.checked_sub(MAX_PAST).unwrap_or(Timestamp::MIN);
@@ -160,7 +170,11 @@ fn parse_props(raw: Option<&RawValue>) -> Result<String, FieldError> {
     }
     // RawValue is already valid JSON, so an opening brace means an object.
     if !text.starts_with('{') {
-        return Err(FieldError::new("invalid_type", "props", "must be a JSON object"));
+        return Err(FieldError::new(
+            "invalid_type",
+            "props",
+            "must be a JSON object",
+        ));
     }
     if text.len() > MAX_PROPS_BYTES {
         return Err(FieldError::new(
@@ -228,7 +242,10 @@ mod tests {
             now(),
         )
         .unwrap();
-        assert_eq!(event.time, "2026-11-22T15:59:59Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            event.time,
+            "2026-11-22T15:59:59Z".parse::<Timestamp>().unwrap()
+        );
         assert_eq!(event.props, r#"{"amount_fen":1999}"#);
     }
 
@@ -244,13 +261,23 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let base = |extra: &str| {
-            format!(r#"{{"id":"e1","user_id":"u1","name":"launch",{extra}}}"#)
-        };
-        assert_eq!(field_of(&base(r#""time":"2026-11-22T12:00:00""#)), ("time".into(), "invalid_time"));
-        assert_eq!(field_of(&base(r#""time":"2025-11-01T12:00:00Z""#)), ("time".into(), "time_out_of_range"));
-        assert_eq!(field_of(&base(r#""time":"2026-11-24T12:00:00Z""#)), ("time".into(), "time_out_of_range"));
-        assert_eq!(field_of(&base(r#""time":12"#)), ("time".into(), "invalid_type"));
+        let base = |extra: &str| format!(r#"{{"id":"e1","user_id":"u1","name":"launch",{extra}}}"#);
+        assert_eq!(
+            field_of(&base(r#""time":"2026-11-22T12:00:00""#)),
+            ("time".into(), "invalid_time")
+        );
+        assert_eq!(
+            field_of(&base(r#""time":"2025-11-01T12:00:00Z""#)),
+            ("time".into(), "time_out_of_range")
+        );
+        assert_eq!(
+            field_of(&base(r#""time":"2026-11-24T12:00:00Z""#)),
+            ("time".into(), "time_out_of_range")
+        );
+        assert_eq!(
+            field_of(&base(r#""time":12"#)),
+            ("time".into(), "invalid_type")
+        );
         assert_eq!(
             field_of(&base(r#""time":"2026-11-22T12:00:00Z","props":[1]"#)),
             ("props".into(), "invalid_type")
@@ -264,12 +291,24 @@ mod tests {
             ("id".into(), "missing_field")
         );
         assert_eq!(
-            field_of(r#"{"id":"e","id":"f","user_id":"u1","name":"launch","time":"2026-11-22T12:00:00Z"}"#),
+            field_of(
+                r#"{"id":"e","id":"f","user_id":"u1","name":"launch","time":"2026-11-22T12:00:00Z"}"#
+            ),
             ("id".into(), "duplicate_field")
         );
-        let big = format!(r#""time":"2026-11-22T12:00:00Z","props":{{"x":"{}"}}"#, "a".repeat(MAX_PROPS_BYTES));
+        let big = format!(
+            r#""time":"2026-11-22T12:00:00Z","props":{{"x":"{}"}}"#,
+            "a".repeat(MAX_PROPS_BYTES)
+        );
         assert_eq!(field_of(&base(&big)), ("props".into(), "too_large"));
-        assert_eq!(parse_event("[1,2]", now()).unwrap_err().code, "invalid_type");
+        assert_eq!(
+            parse_event("[1,2]", now()).unwrap_err().code,
+            "invalid_type"
+        );
+        assert_eq!(
+            parse_event("{\"id\":", now()).unwrap_err().code,
+            "invalid_json"
+        );
     }
 
     #[test]
@@ -289,10 +328,16 @@ mod tests {
             time: now(),
             props: "{}".into(),
         };
-        let (unique, duplicates) =
-            dedupe_within_batch(vec![(0, make("a", "u1")), (1, make("b", "u1")), (2, make("a", "u2"))]);
+        let (unique, duplicates) = dedupe_within_batch(vec![
+            (0, make("a", "u1")),
+            (1, make("b", "u1")),
+            (2, make("a", "u2")),
+        ]);
         assert_eq!(duplicates, 1);
-        assert_eq!(unique.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            unique.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         assert_eq!(unique[0].1.user_id.as_str(), "u1");
     }
 }

@@ -102,7 +102,11 @@ impl EventName {
             return Err(FieldError::new(
                 "invalid_length",
                 "name",
-                format!("must be 1 to {} characters, got {}", Self::MAX_CHARS, char_len(&value)),
+                format!(
+                    "must be 1 to {} characters, got {}",
+                    Self::MAX_CHARS,
+                    char_len(&value)
+                ),
             ));
         }
         if let Some(bad) = value

@@ -62,7 +62,10 @@ impl<'a> PresentedKey<'a> {
         let (kind, rest) = if let Some(rest) = token.strip_prefix(KeyKind::Secret.prefix()) {
             (KeyKind::Secret, rest)
         } else {
-            (KeyKind::Publishable, token.strip_prefix(KeyKind::Publishable.prefix())?)
+            (
+                KeyKind::Publishable,
+                token.strip_prefix(KeyKind::Publishable.prefix())?,
+            )
         };
         let (key_id, secret) = rest.split_once('_')?;
         let well_formed = key_id.len() == KEY_ID_LEN
@@ -150,8 +153,14 @@ mod tests {
 
     #[test]
     fn foreign_tokens_are_not_keys() {
-        for token in ["", "hl_sk_", "Bearer x", "hl_xx_abcdefghijkl_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef",
-            "hl_sk_abcdefghijkl_short", "hl_sk_ABCDEFGHIJKL_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"] {
+        for token in [
+            "",
+            "hl_sk_",
+            "Bearer x",
+            "hl_xx_abcdefghijkl_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef",
+            "hl_sk_abcdefghijkl_short",
+            "hl_sk_ABCDEFGHIJKL_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef",
+        ] {
             assert!(PresentedKey::parse(token).is_none(), "{token}");
         }
     }

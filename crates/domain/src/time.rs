@@ -92,10 +92,19 @@ mod tests {
 
     #[test]
     fn iana_names_are_accepted_and_offsets_refused() {
-        assert_eq!(AppTimeZone::parse("Asia/Shanghai").unwrap().name(), "Asia/Shanghai");
+        assert_eq!(
+            AppTimeZone::parse("Asia/Shanghai").unwrap().name(),
+            "Asia/Shanghai"
+        );
         assert!(AppTimeZone::parse("America/Los_Angeles").is_ok());
         assert!(AppTimeZone::parse("UTC").is_ok());
-        for bad in ["", "+08:00", "Mars/Olympus", "../etc/passwd", "Asia/Shang hai"] {
+        for bad in [
+            "",
+            "+08:00",
+            "Mars/Olympus",
+            "../etc/passwd",
+            "Asia/Shang hai",
+        ] {
             let err = AppTimeZone::parse(bad).unwrap_err();
             assert_eq!(err.field.as_deref(), Some("timezone"), "{bad}");
         }
@@ -109,7 +118,10 @@ mod tests {
         let la = AppTimeZone::parse("America/Los_Angeles").unwrap();
         assert_eq!(la.format_rfc3339(at), "2026-11-22T16:30:00-08:00");
         let fractional: Timestamp = "2026-11-23T00:30:00.25Z".parse().unwrap();
-        assert_eq!(shanghai.format_rfc3339(fractional), "2026-11-23T08:30:00.25+08:00");
+        assert_eq!(
+            shanghai.format_rfc3339(fractional),
+            "2026-11-23T08:30:00.25+08:00"
+        );
     }
 
     #[test]

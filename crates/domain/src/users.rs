@@ -61,7 +61,11 @@ fn parse_wechat_id(field: &str, value: &Value) -> Result<Patch<WechatId>, FieldE
         Value::String(s) => WechatId::parse(s.as_str())
             .map(Patch::Set)
             .map_err(|e| e.for_field(field)),
-        _ => Err(FieldError::new("invalid_type", field, "must be a string or null")),
+        _ => Err(FieldError::new(
+            "invalid_type",
+            field,
+            "must be a string or null",
+        )),
     }
 }
 
@@ -69,7 +73,13 @@ fn parse_attributes(value: &Value) -> Result<Map<String, Value>, FieldError> {
     let map = match value {
         Value::Object(map) => map,
         Value::Null => return Ok(Map::new()),
-        _ => return Err(FieldError::new("invalid_type", "attributes", "must be a JSON object")),
+        _ => {
+            return Err(FieldError::new(
+                "invalid_type",
+                "attributes",
+                "must be a JSON object",
+            ))
+        }
     };
     if let Some(key) = map
         .keys()
@@ -92,7 +102,9 @@ pub fn merge_attributes(
     update: Map<String, Value>,
 ) -> Result<(), FieldError> {
     stored.extend(update);
-    let size = serde_json::to_string(stored).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(stored)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_ATTRIBUTES_BYTES {
         return Err(FieldError::new(
             "too_large",
@@ -114,7 +126,10 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let update = json!({"vip": {"level": 3}, "age": 31}).as_object().cloned().unwrap();
+        let update = json!({"vip": {"level": 3}, "age": 31})
+            .as_object()
+            .cloned()
+            .unwrap();
         merge_attributes(&mut stored, update).unwrap();
         assert_eq!(
             Value::Object(stored),
@@ -125,8 +140,14 @@ mod tests {
     #[test]
     fn merge_refuses_to_grow_past_the_limit() {
         let mut stored = Map::new();
-        let update = json!({"blob": "x".repeat(MAX_ATTRIBUTES_BYTES)}).as_object().cloned().unwrap();
-        assert_eq!(merge_attributes(&mut stored, update).unwrap_err().code, "too_large");
+        let update = json!({"blob": "x".repeat(MAX_ATTRIBUTES_BYTES)})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            merge_attributes(&mut stored, update).unwrap_err().code,
+            "too_large"
+        );
     }
 
     #[test]
@@ -145,7 +166,10 @@ mod tests {
         let err = ProfilePatch::parse(&json!({"unionid": ""})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("unionid"));
         let err = ProfilePatch::parse(&json!({"nickname": "x"})).unwrap_err();
-        assert_eq!((err.field.as_deref(), err.code), (Some("nickname"), "unknown_field"));
+        assert_eq!(
+            (err.field.as_deref(), err.code),
+            (Some("nickname"), "unknown_field")
+        );
         let err = ProfilePatch::parse(&json!({"attributes": [1]})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("attributes"));
     }

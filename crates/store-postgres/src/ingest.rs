@@ -92,13 +92,21 @@ pub(crate) async fn resolve_user_indexes<'a>(
     if index_of.len() == users.len() {
         return Ok(index_of);
     }
-    let next: i64 = sqlx::query_scalar("SELECT next_user_index FROM apps WHERE seq = $1 FOR UPDATE")
-        .bind(app_seq)
-        .fetch_one(&mut **tx)
-        .await?;
-    let missing: Vec<&str> = users.iter().copied().filter(|u| !index_of.contains_key(u)).collect();
+    let next: i64 =
+        sqlx::query_scalar("SELECT next_user_index FROM apps WHERE seq = $1 FOR UPDATE")
+            .bind(app_seq)
+            .fetch_one(&mut **tx)
+            .await?;
+    let missing: Vec<&str> = users
+        .iter()
+        .copied()
+        .filter(|u| !index_of.contains_key(u))
+        .collect();
     index_of = lookup(tx, app_seq, &missing, index_of).await?;
-    let new_users: Vec<&str> = missing.into_iter().filter(|u| !index_of.contains_key(u)).collect();
+    let new_users: Vec<&str> = missing
+        .into_iter()
+        .filter(|u| !index_of.contains_key(u))
+        .collect();
     if new_users.is_empty() {
         return Ok(index_of);
     }
@@ -128,12 +136,13 @@ async fn lookup<'a>(
     users: &[&'a str],
     mut found: HashMap<&'a str, i64>,
 ) -> Result<HashMap<&'a str, i64>, sqlx::Error> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT user_id, user_index FROM users WHERE app_seq = $1 AND user_id = ANY($2)")
-            .bind(app_seq)
-            .bind(users)
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT user_id, user_index FROM users WHERE app_seq = $1 AND user_id = ANY($2)",
+    )
+    .bind(app_seq)
+    .bind(users)
+    .fetch_all(&mut **tx)
+    .await?;
     let wanted: HashMap<&str, &'a str> = users.iter().map(|u| (*u, *u)).collect();
     for (user_id, index) in rows {
         if let Some(user) = wanted.get(user_id.as_str()) {
@@ -144,8 +153,13 @@ async fn lookup<'a>(
 }
 
 /// Loads the rows with `COPY … FROM STDIN` (text format) into a bare table.
-pub(crate) async fn raw_copy_baseline(pool: &PgPool, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
-    sqlx::query("DROP TABLE IF EXISTS bench_raw_events").execute(pool).await?;
+pub(crate) async fn raw_copy_baseline(
+    pool: &PgPool,
+    batches: &[Vec<ValidEvent>],
+) -> StoreResult<u64> {
+    sqlx::query("DROP TABLE IF EXISTS bench_raw_events")
+        .execute(pool)
+        .await?;
     sqlx::query(
         "CREATE TABLE bench_raw_events (seq BIGSERIAL PRIMARY KEY, app_seq BIGINT NOT NULL,
          event_id TEXT NOT NULL, user_index BIGINT NOT NULL, name TEXT NOT NULL,
@@ -176,7 +190,9 @@ pub(crate) async fn raw_copy_baseline(pool: &PgPool, batches: &[Vec<ValidEvent>]
         copy.send(text.into_bytes()).await?;
         rows += copy.finish().await?;
     }
-    sqlx::query("DROP TABLE bench_raw_events").execute(pool).await?;
+    sqlx::query("DROP TABLE bench_raw_events")
+        .execute(pool)
+        .await?;
     Ok(rows)
 }
 

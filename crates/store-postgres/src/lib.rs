@@ -14,8 +14,8 @@ use huiliu_domain::ids::UserId;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    AppRecord, EventColumns, IngestOutcome, KeyRecord, Store, StoreError, StoreResult,
-    StoredEvent, UserRecord, EVENT_COLUMNS,
+    AppRecord, EventColumns, IngestOutcome, KeyRecord, Store, StoreError, StoreResult, StoredEvent,
+    UserRecord, EVENT_COLUMNS,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -51,10 +51,9 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         // Several nodes may start together; sqlx's migrator takes an advisory lock.
-        MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Config(format!("cannot migrate the PostgreSQL database: {e}")))?;
+        MIGRATIONS.run(&pool).await.map_err(|e| {
+            StoreError::Config(format!("cannot migrate the PostgreSQL database: {e}"))
+        })?;
         Ok(Self { pool })
     }
 
@@ -138,7 +137,13 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        AppRecord::from_columns(seq, app.id.as_str(), app.name.clone(), app.timezone.name(), now)
+        AppRecord::from_columns(
+            seq,
+            app.id.as_str(),
+            app.name.clone(),
+            app.timezone.name(),
+            now,
+        )
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
@@ -149,8 +154,10 @@ impl Store for PostgresStore {
 
     async fn find_app(&self, id: &AppId) -> StoreResult<Option<AppRecord>> {
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1");
-        let row: Option<AppColumns> =
-            sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let row: Option<AppColumns> = sqlx::query_as(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(app_from).transpose()
     }
 

@@ -27,7 +27,11 @@ pub(crate) async fn ingest(
 ) -> StoreResult<IngestOutcome> {
     let users = distinct_users(events);
     let mut index_of = existing_indexes(tx, app_seq, &users).await?;
-    let new_users: Vec<&str> = users.iter().copied().filter(|u| !index_of.contains_key(u)).collect();
+    let new_users: Vec<&str> = users
+        .iter()
+        .copied()
+        .filter(|u| !index_of.contains_key(u))
+        .collect();
     if !new_users.is_empty() {
         let next: i64 = sqlx::query_scalar(
             "UPDATE apps SET next_user_index = next_user_index + ? WHERE seq = ? RETURNING next_user_index - ?",
@@ -47,8 +51,15 @@ pub(crate) async fn ingest(
         .map(|e| (e, index_of[e.user_id.as_str()]))
         .collect();
     let mut accepted_ids = HashSet::with_capacity(events.len());
-    let accepted =
-        insert_event_rows(tx, "events", app_seq, source, &indexed, Some(&mut accepted_ids)).await?;
+    let accepted = insert_event_rows(
+        tx,
+        "events",
+        app_seq,
+        source,
+        &indexed,
+        Some(&mut accepted_ids),
+    )
+    .await?;
 
     // One upsert moves existing users' summaries and creates the new users.
     let activity = activity_of_accepted(events, &accepted_ids);

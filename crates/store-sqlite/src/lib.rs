@@ -15,8 +15,8 @@ use huiliu_domain::ids::UserId;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    AppRecord, EventColumns, IngestOutcome, KeyRecord, Store, StoreError, StoreResult,
-    StoredEvent, UserRecord, EVENT_COLUMNS,
+    AppRecord, EventColumns, IngestOutcome, KeyRecord, Store, StoreError, StoreResult, StoredEvent,
+    UserRecord, EVENT_COLUMNS,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -58,10 +58,9 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Config(format!("cannot open SQLite database {url:?}: {e}")))?;
-        MIGRATIONS
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Config(format!("cannot migrate SQLite database {url:?}: {e}")))?;
+        MIGRATIONS.run(&writer).await.map_err(|e| {
+            StoreError::Config(format!("cannot migrate SQLite database {url:?}: {e}"))
+        })?;
         // An in-memory database exists once per connection, so it must share the writer.
         let reader = if in_memory {
             writer.clone()
@@ -70,7 +69,9 @@ impl SqliteStore {
                 .max_connections(4)
                 .connect_with(options.read_only(true))
                 .await
-                .map_err(|e| StoreError::Config(format!("cannot open SQLite database {url:?}: {e}")))?
+                .map_err(|e| {
+                    StoreError::Config(format!("cannot open SQLite database {url:?}: {e}"))
+                })?
         };
         Ok(Self { writer, reader })
     }
@@ -83,7 +84,9 @@ impl SqliteStore {
     /// `INSERT` per chunk into a bare copy of the events table, one commit per
     /// batch, no dedupe and no user bookkeeping. Benchmarks compare ingest to it.
     pub async fn raw_insert_baseline(&self, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
-        sqlx::query("DROP TABLE IF EXISTS bench_raw_events").execute(&self.writer).await?;
+        sqlx::query("DROP TABLE IF EXISTS bench_raw_events")
+            .execute(&self.writer)
+            .await?;
         sqlx::query(
             "CREATE TABLE bench_raw_events (seq INTEGER PRIMARY KEY, app_seq INTEGER NOT NULL,
              event_id TEXT NOT NULL, user_index INTEGER NOT NULL, name TEXT NOT NULL,
@@ -96,11 +99,20 @@ impl SqliteStore {
         for batch in batches {
             let mut tx = self.begin_write().await?;
             let indexed: Vec<(&ValidEvent, u32)> = batch.iter().map(|e| (e, 0)).collect();
-            rows += ingest::insert_event_rows(&mut tx, "bench_raw_events", 0, EventSource::Server, &indexed, None)
-                .await? as u64;
+            rows += ingest::insert_event_rows(
+                &mut tx,
+                "bench_raw_events",
+                0,
+                EventSource::Server,
+                &indexed,
+                None,
+            )
+            .await? as u64;
             tx.commit().await?;
         }
-        sqlx::query("DROP TABLE bench_raw_events").execute(&self.writer).await?;
+        sqlx::query("DROP TABLE bench_raw_events")
+            .execute(&self.writer)
+            .await?;
         Ok(rows)
     }
 }
@@ -148,7 +160,13 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        AppRecord::from_columns(seq, app.id.as_str(), app.name.clone(), app.timezone.name(), now)
+        AppRecord::from_columns(
+            seq,
+            app.id.as_str(),
+            app.name.clone(),
+            app.timezone.name(),
+            now,
+        )
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
@@ -159,8 +177,10 @@ impl Store for SqliteStore {
 
     async fn find_app(&self, id: &AppId) -> StoreResult<Option<AppRecord>> {
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE app_id = ?");
-        let row: Option<AppColumns> =
-            sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(&self.reader).await?;
+        let row: Option<AppColumns> = sqlx::query_as(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
         row.map(app_from).transpose()
     }
 

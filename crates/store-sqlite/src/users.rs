@@ -1,9 +1,9 @@
 //! User reads and profile updates on SQLite.
 
-use huiliu_store::profile::apply_profile_patch;
-use huiliu_store::{StoreResult, UserColumns, UserRecord, USER_COLUMNS};
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
+use huiliu_store::profile::apply_profile_patch;
+use huiliu_store::{StoreResult, UserColumns, UserRecord, USER_COLUMNS};
 use jiff::Timestamp;
 use sqlx::{Sqlite, SqliteExecutor, Transaction};
 
@@ -57,5 +57,7 @@ pub(crate) async fn update_profile(
             .await?;
     }
     let updated = get_user(&mut **tx, app_seq, user_id).await?;
-    updated.ok_or_else(|| huiliu_store::StoreError::internal("user vanished inside its own transaction"))
+    updated.ok_or_else(|| {
+        huiliu_store::StoreError::internal("user vanished inside its own transaction")
+    })
 }

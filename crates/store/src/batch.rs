@@ -27,7 +27,10 @@ pub fn activity_of_accepted<'a>(
     accepted_ids: &HashSet<String>,
 ) -> Vec<UserActivity<'a>> {
     let mut by_user: BTreeMap<&str, UserActivity> = BTreeMap::new();
-    for event in events.iter().filter(|e| accepted_ids.contains(e.id.as_str())) {
+    for event in events
+        .iter()
+        .filter(|e| accepted_ids.contains(e.id.as_str()))
+    {
         let time = to_micros(event.time);
         let user = event.user_id.as_str();
         by_user

@@ -78,14 +78,24 @@ pub async fn creates_finds_and_lists_apps<S: Store>(store: S) {
     assert_eq!(first.id, plan.id);
     assert_eq!(first.name, "回流商城");
     assert_eq!(first.timezone.name(), "Asia/Shanghai");
-    let la = NewApp::generate("LA", AppTimeZone::parse("America/Los_Angeles").unwrap(), &mut rng())
-        .unwrap();
+    let la = NewApp::generate(
+        "LA",
+        AppTimeZone::parse("America/Los_Angeles").unwrap(),
+        &mut rng(),
+    )
+    .unwrap();
     let second = store.create_app(&la).await.unwrap();
     assert_eq!(second.timezone.name(), "America/Los_Angeles");
 
     let found = store.find_app(&first.id).await.unwrap().unwrap();
     assert_eq!(found, first);
-    let listed: Vec<_> = store.list_apps().await.unwrap().into_iter().map(|a| a.id).collect();
+    let listed: Vec<_> = store
+        .list_apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
     assert_eq!(listed, vec![first.id.clone(), second.id.clone()]);
     let unknown = huiliu_domain::apps::AppId::parse("app_0000000000000000").unwrap();
     assert!(store.find_app(&unknown).await.unwrap().is_none());
@@ -102,7 +112,11 @@ pub async fn keys_are_found_by_id_and_match_only_their_secret<S: Store>(store: S
     }
     let (_, other) = new_app(&store, "other").await;
     let other_key = PresentedKey::parse(&other.secret_key.plaintext).unwrap();
-    let record = store.find_key(plan.secret_key.key_id.as_str()).await.unwrap().unwrap();
+    let record = store
+        .find_key(plan.secret_key.key_id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!other_key.matches(&record.secret_hash));
     assert!(store.find_key("nosuchkey000").await.unwrap().is_none());
 }
@@ -113,40 +127,72 @@ pub async fn ingest_counts_accepted_and_duplicates_across_batches<S: Store>(stor
         event("e1", "u1", "2026-11-20T10:00:00+08:00"),
         event("e2", "u1", "2026-11-20T11:00:00+08:00"),
     ];
-    let outcome = store.ingest_events(&app, EventSource::Server, &first).await.unwrap();
+    let outcome = store
+        .ingest_events(&app, EventSource::Server, &first)
+        .await
+        .unwrap();
     assert_eq!((outcome.accepted, outcome.duplicates), (2, 0));
 
     let replay = vec![
         event("e2", "u1", "2026-11-20T11:00:00+08:00"),
         event("e3", "u2", "2026-11-20T12:00:00+08:00"),
     ];
-    let outcome = store.ingest_events(&app, EventSource::Server, &replay).await.unwrap();
+    let outcome = store
+        .ingest_events(&app, EventSource::Server, &replay)
+        .await
+        .unwrap();
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 1));
     assert_eq!(store.count_events(&app).await.unwrap(), 3);
     let u1 = store.get_user(&app, &user("u1")).await.unwrap().unwrap();
     assert_eq!(u1.event_count, 2, "a replayed event is not counted twice");
 
-    let empty = store.ingest_events(&app, EventSource::Server, &[]).await.unwrap();
+    let empty = store
+        .ingest_events(&app, EventSource::Server, &[])
+        .await
+        .unwrap();
     assert_eq!((empty.accepted, empty.duplicates), (0, 0));
 }
 
 pub async fn users_get_dense_indexes_in_order_of_first_sight<S: Store>(store: S) {
     let (app, _) = new_app(&store, "indexes").await;
     let batch: Vec<_> = (0..250)
-        .map(|i| event(&format!("e{i}"), &format!("user-{}", i % 120), "2026-11-20T10:00:00Z"))
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                &format!("user-{}", i % 120),
+                "2026-11-20T10:00:00Z",
+            )
+        })
         .collect();
-    store.ingest_events(&app, EventSource::Server, &batch).await.unwrap();
-    let more = vec![event("x1", "user-5", "2026-11-21T10:00:00Z"), event("x2", "late", "2026-11-21T10:00:00Z")];
-    store.ingest_events(&app, EventSource::Client, &more).await.unwrap();
+    store
+        .ingest_events(&app, EventSource::Server, &batch)
+        .await
+        .unwrap();
+    let more = vec![
+        event("x1", "user-5", "2026-11-21T10:00:00Z"),
+        event("x2", "late", "2026-11-21T10:00:00Z"),
+    ];
+    store
+        .ingest_events(&app, EventSource::Client, &more)
+        .await
+        .unwrap();
 
     let mut indexes = Vec::new();
     for i in 0..120 {
-        let record = store.get_user(&app, &user(&format!("user-{i}"))).await.unwrap().unwrap();
+        let record = store
+            .get_user(&app, &user(&format!("user-{i}")))
+            .await
+            .unwrap()
+            .unwrap();
         indexes.push(record.user_index);
     }
     let mut sorted = indexes.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, (0..120).collect::<Vec<u32>>(), "indexes are 0..n with no gaps");
+    assert_eq!(
+        sorted,
+        (0..120).collect::<Vec<u32>>(),
+        "indexes are 0..n with no gaps"
+    );
     let late = store.get_user(&app, &user("late")).await.unwrap().unwrap();
     assert_eq!(late.user_index, 120);
     let profiled = store
@@ -159,12 +205,18 @@ pub async fn users_get_dense_indexes_in_order_of_first_sight<S: Store>(store: S)
 pub async fn first_and_last_seen_follow_event_time_not_arrival<S: Store>(store: S) {
     let (app, _) = new_app(&store, "seen").await;
     let late_first = vec![event("b", "u", "2026-11-21T00:00:00+08:00")];
-    store.ingest_events(&app, EventSource::Server, &late_first).await.unwrap();
+    store
+        .ingest_events(&app, EventSource::Server, &late_first)
+        .await
+        .unwrap();
     let earlier_and_middle = vec![
         event("a", "u", "2026-11-01T23:59:59+08:00"),
         event("c", "u", "2026-11-10T00:00:00+08:00"),
     ];
-    store.ingest_events(&app, EventSource::Server, &earlier_and_middle).await.unwrap();
+    store
+        .ingest_events(&app, EventSource::Server, &earlier_and_middle)
+        .await
+        .unwrap();
     let record = store.get_user(&app, &user("u")).await.unwrap().unwrap();
     assert_eq!(record.first_seen, Some(at("2026-11-01T23:59:59+08:00")));
     assert_eq!(record.last_seen, Some(at("2026-11-21T00:00:00+08:00")));
@@ -175,19 +227,44 @@ pub async fn apps_never_see_each_others_events_or_users<S: Store>(store: S) {
     let (a, _) = new_app(&store, "a").await;
     let (b, _) = new_app(&store, "b").await;
     let batch = vec![event("same-id", "same-user", "2026-11-20T10:00:00Z")];
-    let in_a = store.ingest_events(&a, EventSource::Server, &batch).await.unwrap();
-    let in_b = store.ingest_events(&b, EventSource::Server, &batch).await.unwrap();
+    let in_a = store
+        .ingest_events(&a, EventSource::Server, &batch)
+        .await
+        .unwrap();
+    let in_b = store
+        .ingest_events(&b, EventSource::Server, &batch)
+        .await
+        .unwrap();
     assert_eq!(in_a.accepted, 1);
-    assert_eq!(in_b.accepted, 1, "an event id seen by another app is not a duplicate");
+    assert_eq!(
+        in_b.accepted, 1,
+        "an event id seen by another app is not a duplicate"
+    );
     store
         .update_user_profile(&a, &user("only-in-a"), &ProfilePatch::default())
         .await
         .unwrap();
-    assert!(store.get_user(&b, &user("only-in-a")).await.unwrap().is_none());
+    assert!(store
+        .get_user(&b, &user("only-in-a"))
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.count_events(&a).await.unwrap(), 1);
-    let ua = store.get_user(&a, &user("same-user")).await.unwrap().unwrap();
-    let ub = store.get_user(&b, &user("same-user")).await.unwrap().unwrap();
-    assert_eq!((ua.user_index, ub.user_index), (0, 0), "each app has its own index space");
+    let ua = store
+        .get_user(&a, &user("same-user"))
+        .await
+        .unwrap()
+        .unwrap();
+    let ub = store
+        .get_user(&b, &user("same-user"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ua.user_index, ub.user_index),
+        (0, 0),
+        "each app has its own index space"
+    );
 }
 
 pub async fn profile_update_creates_and_merges<S: Store>(store: S) {
@@ -196,7 +273,10 @@ pub async fn profile_update_creates_and_merges<S: Store>(store: S) {
         "openid": "oAbc", "unionid": "uXyz", "attributes": {"city": "杭州", "vip": 1}
     }))
     .unwrap();
-    let created = store.update_user_profile(&app, &user("p1"), &first).await.unwrap();
+    let created = store
+        .update_user_profile(&app, &user("p1"), &first)
+        .await
+        .unwrap();
     assert_eq!(created.openid.as_deref(), Some("oAbc"));
     assert_eq!(created.event_count, 0);
     assert_eq!(created.first_seen, None);
@@ -206,7 +286,10 @@ pub async fn profile_update_creates_and_merges<S: Store>(store: S) {
         unionid: Patch::Clear,
         attributes: json!({"vip": 2, "age": 30}).as_object().cloned().unwrap(),
     };
-    let merged = store.update_user_profile(&app, &user("p1"), &second).await.unwrap();
+    let merged = store
+        .update_user_profile(&app, &user("p1"), &second)
+        .await
+        .unwrap();
     assert_eq!(merged.openid.as_deref(), Some("oAbc"));
     assert_eq!(merged.unionid, None);
     assert_eq!(
@@ -217,26 +300,45 @@ pub async fn profile_update_creates_and_merges<S: Store>(store: S) {
         openid: Patch::Set(WechatId::parse("oNew").unwrap()),
         ..ProfilePatch::default()
     };
-    let updated = store.update_user_profile(&app, &user("p1"), &third).await.unwrap();
+    let updated = store
+        .update_user_profile(&app, &user("p1"), &third)
+        .await
+        .unwrap();
     assert_eq!(updated.openid.as_deref(), Some("oNew"));
     assert_eq!(updated.user_index, created.user_index);
-    assert_eq!(store.get_user(&app, &user("p1")).await.unwrap().unwrap(), updated);
+    assert_eq!(
+        store.get_user(&app, &user("p1")).await.unwrap().unwrap(),
+        updated
+    );
 }
 
 pub async fn profile_update_keeps_activity_and_rejects_oversized_attributes<S: Store>(store: S) {
     let (app, _) = new_app(&store, "activity").await;
     store
-        .ingest_events(&app, EventSource::Server, &[event("e", "u", "2026-11-20T10:00:00Z")])
+        .ingest_events(
+            &app,
+            EventSource::Server,
+            &[event("e", "u", "2026-11-20T10:00:00Z")],
+        )
         .await
         .unwrap();
     let patch = ProfilePatch::parse(&json!({"attributes": {"k": "v"}})).unwrap();
-    let record = store.update_user_profile(&app, &user("u"), &patch).await.unwrap();
+    let record = store
+        .update_user_profile(&app, &user("u"), &patch)
+        .await
+        .unwrap();
     assert_eq!(record.event_count, 1);
     assert_eq!(record.first_seen, Some(at("2026-11-20T10:00:00Z")));
 
     let huge = ProfilePatch::parse(&json!({"attributes": {"blob": "x".repeat(20_000)}})).unwrap();
-    let err = store.update_user_profile(&app, &user("u"), &huge).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(ref e) if e.code == "too_large"), "{err:?}");
+    let err = store
+        .update_user_profile(&app, &user("u"), &huge)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(ref e) if e.code == "too_large"),
+        "{err:?}"
+    );
     let after = store.get_user(&app, &user("u")).await.unwrap().unwrap();
     assert_eq!(after, record, "a rejected update changes nothing");
 }
@@ -254,12 +356,23 @@ pub async fn concurrent_ingest_keeps_indexes_unique_and_counts_exact<S: Store>(s
                 let batch: Vec<_> = (0..100)
                     .map(|i| {
                         let n = (writer * 37 + round * 100 + i) % 600;
-                        (n, event(&format!("ev-{n}"), &format!("u-{}", n % 150), "2026-11-20T10:00:00Z"))
+                        (
+                            n,
+                            event(
+                                &format!("ev-{n}"),
+                                &format!("u-{}", n % 150),
+                                "2026-11-20T10:00:00Z",
+                            ),
+                        )
                     })
                     .collect::<std::collections::BTreeMap<_, _>>()
                     .into_values()
                     .collect();
-                accepted += store.ingest_events(&app, EventSource::Server, &batch).await.unwrap().accepted;
+                accepted += store
+                    .ingest_events(&app, EventSource::Server, &batch)
+                    .await
+                    .unwrap()
+                    .accepted;
             }
             accepted
         }));
@@ -269,11 +382,18 @@ pub async fn concurrent_ingest_keeps_indexes_unique_and_counts_exact<S: Store>(s
         accepted += task.await.unwrap();
     }
     let stored = store.count_events(&app).await.unwrap();
-    assert_eq!(accepted as u64, stored, "every stored event was accepted exactly once");
+    assert_eq!(
+        accepted as u64, stored,
+        "every stored event was accepted exactly once"
+    );
     let mut indexes = Vec::new();
     let mut counted = 0;
     for u in 0..150 {
-        if let Some(record) = store.get_user(&app, &user(&format!("u-{u}"))).await.unwrap() {
+        if let Some(record) = store
+            .get_user(&app, &user(&format!("u-{u}")))
+            .await
+            .unwrap()
+        {
             indexes.push(record.user_index);
             counted += record.event_count;
         }
@@ -282,19 +402,33 @@ pub async fn concurrent_ingest_keeps_indexes_unique_and_counts_exact<S: Store>(s
     indexes.sort_unstable();
     indexes.dedup();
     assert_eq!(indexes.len() as u32, n, "no two users share an index");
-    assert!(indexes.iter().all(|&i| i < n), "indexes stay dense: {indexes:?}");
-    assert_eq!(counted as u64, stored, "per-user counts add up to the stored events");
+    assert!(
+        indexes.iter().all(|&i| i < n),
+        "indexes stay dense: {indexes:?}"
+    );
+    assert_eq!(
+        counted as u64, stored,
+        "per-user counts add up to the stored events"
+    );
 }
 
 pub async fn sources_are_recorded_per_event<S: Store>(store: S) {
     let (app, _) = new_app(&store, "sources").await;
     store
-        .ingest_events(&app, EventSource::Client, &[event("c1", "u", "2026-11-20T10:00:00Z")])
+        .ingest_events(
+            &app,
+            EventSource::Client,
+            &[event("c1", "u", "2026-11-20T10:00:00Z")],
+        )
         .await
         .unwrap();
     // Replaying the same id with the secret key must not upgrade its trust.
     let outcome = store
-        .ingest_events(&app, EventSource::Server, &[event("c1", "u", "2026-11-20T10:00:00Z")])
+        .ingest_events(
+            &app,
+            EventSource::Server,
+            &[event("c1", "u", "2026-11-20T10:00:00Z")],
+        )
         .await
         .unwrap();
     assert_eq!(outcome.duplicates, 1);

@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
-pub mod profile;
 mod error;
+pub mod profile;
 mod records;
 
 #[cfg(feature = "contract")]
@@ -47,7 +47,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn find_app(&self, id: &AppId) -> impl Future<Output = StoreResult<Option<AppRecord>>> + Send;
 
     /// The key row for a key id, with its app; revoked keys are not returned.
-    fn find_key(&self, key_id: &str) -> impl Future<Output = StoreResult<Option<KeyRecord>>> + Send;
+    fn find_key(&self, key_id: &str)
+        -> impl Future<Output = StoreResult<Option<KeyRecord>>> + Send;
 
     /// Stores a batch of validated events whose ids are unique within the batch.
     ///

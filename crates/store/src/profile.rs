@@ -22,7 +22,9 @@ pub fn apply_profile_patch(
         Patch::Set(value) => Some(huiliu_domain::ids::WechatId::as_str(value).to_string()),
         Patch::Clear => None,
     };
-    let mut attributes = stored.map(|u| u.attributes.clone()).unwrap_or_else(Map::new);
+    let mut attributes = stored
+        .map(|u| u.attributes.clone())
+        .unwrap_or_else(Map::new);
     merge_attributes(&mut attributes, patch.attributes.clone())?;
     Ok(ProfileColumns {
         openid: choose(&patch.openid, stored.and_then(|u| u.openid.as_ref())),

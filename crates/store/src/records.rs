@@ -79,7 +79,12 @@ impl AppRecord {
 }
 
 impl KeyRecord {
-    pub fn from_columns(key_id: String, kind: &str, secret_hash: Vec<u8>, app: AppRecord) -> Result<Self, crate::StoreError> {
+    pub fn from_columns(
+        key_id: String,
+        kind: &str,
+        secret_hash: Vec<u8>,
+        app: AppRecord,
+    ) -> Result<Self, crate::StoreError> {
         let kind = KeyKind::parse(kind)
             .ok_or_else(|| crate::StoreError::internal(format!("unknown key kind {kind:?}")))?;
         Ok(Self {
@@ -110,11 +115,24 @@ pub const USER_COLUMNS: &str =
 
 impl UserRecord {
     pub fn from_columns(columns: UserColumns) -> Result<Self, crate::StoreError> {
-        let (user_id, user_index, openid, unionid, attributes, first_us, last_us, event_count, created_us) =
-            columns;
+        let (
+            user_id,
+            user_index,
+            openid,
+            unionid,
+            attributes,
+            first_us,
+            last_us,
+            event_count,
+            created_us,
+        ) = columns;
         let attributes = match serde_json::from_str::<Value>(&attributes) {
             Ok(Value::Object(map)) => map,
-            _ => return Err(crate::StoreError::internal("stored attributes are not a JSON object")),
+            _ => {
+                return Err(crate::StoreError::internal(
+                    "stored attributes are not a JSON object",
+                ))
+            }
         };
         Ok(Self {
             user_id,
@@ -134,7 +152,8 @@ impl UserRecord {
 pub type EventColumns = (String, String, String, i64, String, String, i64);
 
 /// The select list matching [`EventColumns`] (events `e` joined with users `u`).
-pub const EVENT_COLUMNS: &str = "e.event_id, u.user_id, e.name, e.time_us, e.props, e.source, e.received_us";
+pub const EVENT_COLUMNS: &str =
+    "e.event_id, u.user_id, e.name, e.time_us, e.props, e.source, e.received_us";
 
 impl StoredEvent {
     pub fn from_columns(columns: EventColumns) -> Result<Self, crate::StoreError> {
@@ -145,8 +164,9 @@ impl StoredEvent {
             name,
             time: huiliu_domain::time::from_micros(time_us),
             props,
-            source: EventSource::parse(&source)
-                .ok_or_else(|| crate::StoreError::internal(format!("unknown event source {source:?}")))?,
+            source: EventSource::parse(&source).ok_or_else(|| {
+                crate::StoreError::internal(format!("unknown event source {source:?}"))
+            })?,
             received_at: huiliu_domain::time::from_micros(received_us),
         })
     }

@@ -50,15 +50,22 @@ pub async fn fresh_postgres_url() -> Option<String> {
 /// Test databases are named after the process that made them; once that process
 /// is gone, its databases are dropped, so repeated runs do not pile them up.
 async fn drop_abandoned_databases(admin: &mut sqlx::PgConnection) {
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'huiliu\\_test\\_%'")
-        .fetch_all(&mut *admin)
-        .await
-        .unwrap_or_default();
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'huiliu\\_test\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
     for name in names {
-        let pid = name[PREFIX.len()..].split('_').next().and_then(|p| p.parse::<u32>().ok());
+        let pid = name[PREFIX.len()..]
+            .split('_')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut *admin).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut *admin)
+                .await;
         }
     }
 }

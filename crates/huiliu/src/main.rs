@@ -1,0 +1,310 @@
+//! The `huiliu` command: server, migrations, apps, imports and probes.
+#![forbid(unsafe_code)]
+
+mod config;
+mod import;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use config::{Config, Overrides};
+use huiliu_domain::apps::{AppId, NewApp};
+use huiliu_domain::time::{AppTimeZone, DEFAULT_TIMEZONE};
+use huiliu_server::AnyStore;
+use huiliu_store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "huiliu",
+    version,
+    about = "huiliu (回流): growth and retention for WeChat mini-programs"
+)]
+struct Cli {
+    /// A TOML config file (default: $HUILIU_CONFIG, else ./huiliu.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct StoreArgs {
+    /// sqlite://PATH (created if missing) or postgres://USER@HOST/DB [env: HUILIU_DATABASE_URL; default sqlite://huiliu.db]
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and metrics), applying pending migrations first.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// API listen address [env: HUILIU_LISTEN; default 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Metrics listen address; port 0 picks one, `off` disables [env: HUILIU_METRICS_LISTEN; default 127.0.0.1:9464]
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Create and list apps (tenants).
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Import historical events from a JSONL or CSV file.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The app the events belong to.
+        #[arg(long = "app", value_name = "APP_ID")]
+        app_id: String,
+        /// `jsonl` or `csv`; by default taken from the file extension (.csv is CSV, anything else JSONL).
+        #[arg(long)]
+        format: Option<import::FileFormat>,
+        /// Where to write rejected lines (default: FILE.rejects.jsonl, only if there are any).
+        #[arg(long, value_name = "PATH")]
+        rejects: Option<PathBuf>,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// The file to import.
+        file: PathBuf,
+    },
+    /// Exit 0 when a running server reports ready, 1 otherwise (for container health checks).
+    Healthcheck {
+        /// The server's base URL (default: http:// + the configured listen address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the effective configuration with secrets redacted.
+    Config,
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an app and print its id and keys (shown only this once).
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+        /// IANA time zone for day boundaries and reports.
+        #[arg(long, default_value = DEFAULT_TIMEZONE)]
+        timezone: String,
+    },
+    /// List apps (ids, names, time zones; never keys).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let overrides = match &cli.command {
+        Command::Serve {
+            store,
+            listen,
+            metrics_listen,
+        } => Overrides {
+            database_url: store.database_url.clone(),
+            listen: listen.clone(),
+            metrics_listen: metrics_listen.clone(),
+        },
+        Command::Migrate { store }
+        | Command::Import { store, .. }
+        | Command::App {
+            command: AppCommand::Create { store, .. } | AppCommand::List { store, .. },
+        } => Overrides {
+            database_url: store.database_url.clone(),
+            ..Overrides::default()
+        },
+        Command::Healthcheck { .. } | Command::Config => Overrides::default(),
+    };
+    let (config, warnings) =
+        config::load(cli.config.clone(), overrides).context("reading the configuration")?;
+    init_logging(&config)?;
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+
+    match cli.command {
+        Command::Serve { .. } => serve(&config).await?,
+        Command::Migrate { .. } => {
+            let store = open(&config).await?;
+            store.close().await;
+            eprintln!("migrations applied to the {} store", store.backend());
+        }
+        Command::App {
+            command: AppCommand::Create { name, timezone, .. },
+        } => {
+            let zone = AppTimeZone::parse(&timezone)
+                .map_err(|e| anyhow::anyhow!("--timezone: {}", e.message))?;
+            let plan = NewApp::generate(&name, zone, &mut rand::rng())
+                .map_err(|e| anyhow::anyhow!("--name: {}", e.message))?;
+            let store = open(&config).await?;
+            let app = store.create_app(&plan).await?;
+            store.close().await;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "app_id": app.id.as_str(),
+                    "secret_key": plan.secret_key.plaintext,
+                    "publishable_key": plan.publishable_key.plaintext,
+                })
+            );
+        }
+        Command::App {
+            command: AppCommand::List { json, .. },
+        } => {
+            let store = open(&config).await?;
+            let apps = store.list_apps().await?;
+            store.close().await;
+            if !json {
+                println!("{:<21} {:<20} {:<33} NAME", "APP_ID", "TIMEZONE", "CREATED");
+            }
+            for app in apps {
+                let created = app.timezone.format_rfc3339(app.created_at);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"app_id": app.id.as_str(), "name": app.name, "timezone": app.timezone.name(), "created_at": created})
+                    );
+                } else {
+                    println!(
+                        "{:<21} {:<20} {:<33} {}",
+                        app.id,
+                        app.timezone.name(),
+                        created,
+                        app.name
+                    );
+                }
+            }
+        }
+        Command::Import {
+            app_id,
+            format,
+            rejects,
+            quiet,
+            file,
+            ..
+        } => {
+            let app_id =
+                AppId::parse(&app_id).map_err(|e| anyhow::anyhow!("--app: {}", e.message))?;
+            let store = open(&config).await?;
+            let Some(app) = store.find_app(&app_id).await? else {
+                bail!("--app: no app {app_id} in this database (see `huiliu app list`)");
+            };
+            let summary = import::run(&store, &app, &file, format, rejects, !quiet).await;
+            store.close().await;
+            let summary = summary?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Healthcheck { url } => {
+            let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
+            return Ok(healthcheck(&base).await);
+        }
+        Command::Config => print!("{}", config::redacted_toml(&config)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("log filter {:?}", config.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format.as_str() {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => bail!("log_format must be `text` or `json`, not {other:?}"),
+    }
+    Ok(())
+}
+
+async fn open(config: &Config) -> anyhow::Result<AnyStore> {
+    let backend = huiliu_server::backend_of(&config.database_url)?;
+    let store = huiliu_server::open_store(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the {backend} store at {}",
+                config::redact_url_password(&config.database_url)
+            )
+        })?;
+    Ok(store)
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let api = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let metrics = match config.metrics_listen.as_str() {
+        "off" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?,
+        ),
+    };
+    tracing::info!(
+        api = %api.local_addr()?,
+        metrics = %metrics.as_ref().map_or("off".to_string(), |m| m.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+        store = store.backend(),
+        "huiliu is serving"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(huiliu_server::cancel_on_signal(shutdown.clone()));
+    huiliu_server::serve(store, api, metrics, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn healthcheck(base: &str) -> ExitCode {
+    let url = format!("{}/readyz", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("a plain HTTP client builds");
+    match client.get(&url).send().await {
+        Ok(response) if response.status().is_success() => {
+            println!("ready: {url}");
+            ExitCode::SUCCESS
+        }
+        Ok(response) => {
+            eprintln!("not ready: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("not ready: {url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Reading JSON request bodies with the contract's limits and error shapes.
+
+use crate::api::error::ApiError;
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    })
+}
+
+/// The body as UTF-8 text, 400 otherwise.
+pub fn as_utf8(bytes: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_encoding",
+            format!(
+                "the body is not valid UTF-8 (first bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Maps a serde_json failure: broken JSON is 400, well-formed JSON of the wrong shape is 422.
+pub fn json_error(error: &serde_json::Error, default_field: &str) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {error}"),
+        ),
+        Category::Data => {
+            let message = error.to_string();
+            let field = backticked_name(&message, "unknown field `")
+                .or_else(|| backticked_name(&message, "missing field `"))
+                .unwrap_or(default_field);
+            let code = if message.starts_with("unknown field") {
+                "unknown_field"
+            } else if message.starts_with("missing field") {
+                "missing_field"
+            } else {
+                "invalid_type"
+            };
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()).with_field(field)
+        }
+    }
+}
+
+fn backticked_name<'a>(message: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = &message[message.find(marker)? + marker.len()..];
+    Some(&rest[..rest.find('`')?])
+}

@@ -1,0 +1,153 @@
+//! The HTTP API: routes, OpenAPI document and cross-cutting layers.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod users;
+
+use crate::metrics::track_requests;
+use crate::AppState;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+
+/// The OpenAPI 3.1 document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "huiliu",
+        description = "Growth and retention for WeChat mini-programs: events, users and more.\n\nAuthenticate with `Authorization: Bearer <key>`. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}` with a 4xx or 5xx status."
+    ),
+    paths(
+        events::post_events,
+        events::get_event,
+        users::get_user,
+        users::put_user,
+        health::healthz,
+        health::readyz,
+        openapi_json,
+    ),
+    modifiers(&KeySchemes),
+    tags(
+        (name = "events", description = "Behaviour events"),
+        (name = "users", description = "Users and their profiles"),
+        (name = "operations", description = "Probes and the API description"),
+    )
+)]
+pub struct ApiDoc;
+
+struct KeySchemes;
+
+impl utoipa::Modify for KeySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            (
+                "secret_key",
+                "The app's secret key (hl_sk_…), for the company's backend",
+            ),
+            (
+                "publishable_key",
+                "The app's publishable key (hl_pk_…), for the mini-program: events only",
+            ),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(description))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Request ids: `req-` and a process-unique counter behind a random per-process prefix,
+/// unless the client sent its own `x-request-id`.
+#[derive(Clone)]
+struct NextRequestId {
+    prefix: String,
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for NextRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.prefix)
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// How long one request may take before it is abandoned (its transaction rolls back).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let make_id = NextRequestId {
+        prefix: format!("req-{:08x}", rand::random::<u32>()),
+        counter: Default::default(),
+    };
+    Router::new()
+        .route("/v1/events", axum::routing::post(events::post_events))
+        .route("/v1/events/{event_id}", get(events::get_event))
+        .route("/v1/users/{user_id}", get(users::get_user).put(users::put_user))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint; see /v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+        })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), make_id))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                }))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred").into_response()
+                }))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), track_requests))
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took too long and was abandoned; nothing was written, retry it",
+                    )
+                }))
+                .timeout(REQUEST_TIMEOUT),
+        )
+        .with_state(state)
+}

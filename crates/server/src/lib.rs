@@ -1,0 +1,96 @@
+//! huiliu's server: the HTTP API over a store, its metrics and its lifecycle.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod ingest;
+pub mod metrics;
+mod store_select;
+
+pub use store_select::{backend_of, open_store, AnyStore, ACCEPTED_URLS};
+
+use huiliu_store::Store;
+use metrics::Metrics;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: AnyStore,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: AnyStore) -> Self {
+        Self {
+            store,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
+/// Serves the API (and metrics, when a listener is given) until `shutdown` is
+/// cancelled; then stops accepting, lets in-flight requests finish (a batch being
+/// committed completes and is answered) and closes the store.
+pub async fn serve(
+    store: AnyStore,
+    api_listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let state = AppState::new(store.clone());
+    let metrics_task = metrics_listener.map(|listener| {
+        let metrics = state.metrics.clone();
+        let shutdown = shutdown.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        })
+    });
+    axum::serve(api_listener, api::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), cancelling `token`.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("interrupt received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+    token.cancel();
+}

@@ -1,0 +1,144 @@
+//! Picks the backend once, from the database URL's scheme, and dispatches to it statically.
+
+use huiliu_domain::apps::{AppId, NewApp};
+use huiliu_domain::events::{EventSource, ValidEvent};
+use huiliu_domain::ids::UserId;
+use huiliu_domain::users::ProfilePatch;
+use huiliu_store::{
+    AppRecord, IngestOutcome, KeyRecord, Store, StoreError, StoreResult, StoredEvent, UserRecord,
+};
+use huiliu_store_postgres::PostgresStore;
+use huiliu_store_sqlite::SqliteStore;
+
+/// One of huiliu's stores, chosen at startup.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// The database URL forms huiliu accepts, for error messages.
+pub const ACCEPTED_URLS: &str =
+    "sqlite://PATH (e.g. sqlite://huiliu.db), sqlite::memory:, or postgres://USER@HOST[:PORT]/DATABASE";
+
+/// Which backend a URL names; anything else is refused rather than guessed at,
+/// so a typo never silently creates an empty SQLite file.
+pub fn backend_of(url: &str) -> Result<&'static str, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok("sqlite")
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok("postgres")
+    } else {
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(StoreError::Config(format!(
+            "unsupported database URL scheme {scheme:?}; use {ACCEPTED_URLS}"
+        )))
+    }
+}
+
+/// Opens the store a URL names and applies its pending migrations.
+pub async fn open_store(url: &str) -> StoreResult<AnyStore> {
+    match backend_of(url)? {
+        "sqlite" => Ok(AnyStore::Sqlite(SqliteStore::open(url).await?)),
+        _ => Ok(AnyStore::Postgres(PostgresStore::open(url).await?)),
+    }
+}
+
+impl AnyStore {
+    /// The store's plain bulk-insert rate for these rows (see each backend's `raw_insert_baseline`).
+    pub async fn raw_insert_baseline(&self, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
+        match self {
+            AnyStore::Sqlite(s) => s.raw_insert_baseline(batches).await,
+            AnyStore::Postgres(s) => s.raw_insert_baseline(batches).await,
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => $call.await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Sqlite(s) => s.backend(),
+            AnyStore::Postgres(s) => s.backend(),
+        }
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self, s => s.ping())
+    }
+
+    async fn create_app(&self, app: &NewApp) -> StoreResult<AppRecord> {
+        dispatch!(self, s => s.create_app(app))
+    }
+
+    async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
+        dispatch!(self, s => s.list_apps())
+    }
+
+    async fn find_app(&self, id: &AppId) -> StoreResult<Option<AppRecord>> {
+        dispatch!(self, s => s.find_app(id))
+    }
+
+    async fn find_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>> {
+        dispatch!(self, s => s.find_key(key_id))
+    }
+
+    async fn ingest_events(
+        &self,
+        app: &AppRecord,
+        source: EventSource,
+        events: &[ValidEvent],
+    ) -> StoreResult<IngestOutcome> {
+        dispatch!(self, s => s.ingest_events(app, source, events))
+    }
+
+    async fn get_user(&self, app: &AppRecord, user_id: &UserId) -> StoreResult<Option<UserRecord>> {
+        dispatch!(self, s => s.get_user(app, user_id))
+    }
+
+    async fn update_user_profile(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        patch: &ProfilePatch,
+    ) -> StoreResult<UserRecord> {
+        dispatch!(self, s => s.update_user_profile(app, user_id, patch))
+    }
+
+    async fn get_event(&self, app: &AppRecord, event_id: &str) -> StoreResult<Option<StoredEvent>> {
+        dispatch!(self, s => s.get_event(app, event_id))
+    }
+
+    async fn count_events(&self, app: &AppRecord) -> StoreResult<u64> {
+        dispatch!(self, s => s.count_events(app))
+    }
+
+    async fn close(&self) {
+        dispatch!(self, s => s.close())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_schemes_are_accepted() {
+        assert_eq!(backend_of("sqlite://huiliu.db").unwrap(), "sqlite");
+        assert_eq!(backend_of("sqlite::memory:").unwrap(), "sqlite");
+        assert_eq!(backend_of("postgres://u@h/db").unwrap(), "postgres");
+        assert_eq!(backend_of("postgresql://u@h/db").unwrap(), "postgres");
+        for bad in ["mysql://x", "huiliu.db", "sqllite://x", ""] {
+            let message = backend_of(bad).unwrap_err().to_string();
+            assert!(message.contains("sqlite://PATH"), "{message}");
+        }
+    }
+}
