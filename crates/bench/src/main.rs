@@ -1,0 +1,194 @@
+//! `huiliu-bench ingest`: events per second through `POST /v1/events` over loopback,
+//! beside the same store's raw bulk-insert rate for the same rows, in one run.
+//!
+//! Each round starts a fresh store and an in-process server on a free port, posts
+//! pre-serialised batches from concurrent HTTP clients, then loads the very same
+//! rows with the store's plainest bulk path (SQLite: multi-row INSERT; PostgreSQL:
+//! COPY) into a bare table. Medians over the rounds are printed as a Markdown table.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use huiliu_domain::apps::NewApp;
+use huiliu_domain::events::{parse_event, ValidEvent};
+use huiliu_domain::time::AppTimeZone;
+use huiliu_store::Store;
+use jiff::{SignedDuration, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "huiliu benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP ingest vs raw bulk insert.
+    Ingest {
+        #[arg(long, value_enum, default_value = "both")]
+        store: Which,
+        /// Events per round.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Distinct users the events are spread over.
+        #[arg(long, default_value_t = 50_000)]
+        users: usize,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Command::Ingest { store, events, batch, clients, rounds, users } = Cli::parse().command;
+    println!("| store | events/round | batch | clients | HTTP ingest (events/s, median) | raw bulk insert (events/s, median) | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    for which in [Which::Sqlite, Which::Postgres] {
+        if store != Which::Both && store != which {
+            continue;
+        }
+        let mut http_rates = Vec::new();
+        let mut raw_rates = Vec::new();
+        for round in 0..rounds {
+            let (http, raw) = run_round(which, round, events, batch, clients, users).await?;
+            eprintln!("round {round}: http {http:.0} events/s, raw {raw:.0} events/s");
+            http_rates.push(http);
+            raw_rates.push(raw);
+        }
+        let (http, raw) = (median(&mut http_rates), median(&mut raw_rates));
+        println!(
+            "| {} | {events} | {batch} | {clients} | {http:.0} | {raw:.0} | {:.0} % |",
+            if which == Which::Sqlite { "SQLite" } else { "PostgreSQL" },
+            100.0 * http / raw
+        );
+    }
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Realistic event bodies: a mix of names, props of about 100 bytes, times over the last 90 days.
+fn make_batches(seed: u64, events: usize, batch: usize, users: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = Timestamp::now();
+    let names = ["launch", "page_view", "add_to_cart", "order_paid", "share", "sign_in"];
+    let all: Vec<serde_json::Value> = (0..events)
+        .map(|i| {
+            let ago = SignedDuration::from_secs(rng.random_range(60..90 * 86_400));
+            serde_json::json!({
+                "id": format!("r{seed}-e{i}"),
+                "user_id": format!("user-{}", rng.random_range(0..users)),
+                "name": names[rng.random_range(0..names.len())],
+                "time": (now - ago).to_string(),
+                "props": {"scene": 1001 + rng.random_range(0..50), "page": "pages/goods/detail", "amount_fen": rng.random_range(100..99_900)},
+            })
+        })
+        .collect();
+    all.chunks(batch)
+        .map(|chunk| serde_json::json!({ "events": chunk }).to_string())
+        .collect()
+}
+
+async fn open_fresh(which: Which, dir: &tempfile::TempDir) -> anyhow::Result<huiliu_server::AnyStore> {
+    let url = match which {
+        Which::Sqlite => format!("sqlite://{}", dir.path().join("bench.db").display()),
+        _ => huiliu_store::testdb::fresh_postgres_url()
+            .await
+            .context("PostgreSQL is not reachable (set HUILIU_TEST_POSTGRES_URL)")?,
+    };
+    Ok(huiliu_server::open_store(&url).await?)
+}
+
+async fn run_round(
+    which: Which,
+    round: usize,
+    events: usize,
+    batch: usize,
+    clients: usize,
+    users: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let store = open_fresh(which, &dir).await?;
+    let plan = NewApp::generate("bench", AppTimeZone::default(), &mut rand::rng()).map_err(anyhow::Error::msg)?;
+    let app = store.create_app(&plan).await?;
+    let bodies = Arc::new(make_batches(round as u64, events, batch, users));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/v1/events", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(huiliu_server::serve(store.clone(), listener, None, shutdown.clone()));
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (bodies, next, base, key) = (bodies.clone(), next.clone(), base.clone(), plan.secret_key.plaintext.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut accepted = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let response = client.post(&base).bearer_auth(&key).body(body.clone()).send().await?;
+                anyhow::ensure!(response.status().is_success(), "ingest answered {}", response.status());
+                let answer: serde_json::Value = response.json().await?;
+                accepted += answer["accepted"].as_u64().unwrap_or(0);
+            }
+            anyhow::Ok(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await??;
+    }
+    let http_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(accepted as usize == events, "accepted {accepted} of {events}");
+    anyhow::ensure!(store.count_events(&app).await? as usize == events, "stored count differs");
+    shutdown.cancel();
+    server.await??;
+
+    // The same rows, parsed outside the timed section, through the raw path.
+    // The server closed its store on shutdown; open the database again for the raw path.
+    let store = open_fresh(which, &dir).await?;
+    let now = Timestamp::now();
+    let parsed: Vec<Vec<ValidEvent>> = bodies
+        .iter()
+        .map(|body| {
+            let value: serde_json::Value = serde_json::from_str(body).expect("generated JSON");
+            value["events"]
+                .as_array()
+                .expect("generated batch")
+                .iter()
+                .map(|e| parse_event(&e.to_string(), now).expect("generated events are valid"))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let rows = store.raw_insert_baseline(&parsed).await?;
+    let raw_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(rows as usize == events, "raw path stored {rows} of {events}");
+    store.close().await;
+    Ok((events as f64 / http_seconds, events as f64 / raw_seconds))
+}

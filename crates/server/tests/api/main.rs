@@ -1,0 +1,7 @@
+//! HTTP API tests, each run against SQLite and against PostgreSQL.
+
+mod helpers;
+
+mod events;
+mod operations;
+mod users;
