@@ -59,7 +59,14 @@ enum Which {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Ingest { store, events, batch, clients, rounds, users } = Cli::parse().command;
+    let Command::Ingest {
+        store,
+        events,
+        batch,
+        clients,
+        rounds,
+        users,
+    } = Cli::parse().command;
     println!("| store | events/round | batch | clients | HTTP ingest (events/s, median) | raw bulk insert (events/s, median) | ratio |");
     println!("|---|---|---|---|---|---|---|");
     for which in [Which::Sqlite, Which::Postgres] {
@@ -77,7 +84,11 @@ async fn main() -> anyhow::Result<()> {
         let (http, raw) = (median(&mut http_rates), median(&mut raw_rates));
         println!(
             "| {} | {events} | {batch} | {clients} | {http:.0} | {raw:.0} | {:.0} % |",
-            if which == Which::Sqlite { "SQLite" } else { "PostgreSQL" },
+            if which == Which::Sqlite {
+                "SQLite"
+            } else {
+                "PostgreSQL"
+            },
             100.0 * http / raw
         );
     }
@@ -93,7 +104,14 @@ fn median(values: &mut [f64]) -> f64 {
 fn make_batches(seed: u64, events: usize, batch: usize, users: usize) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let now = Timestamp::now();
-    let names = ["launch", "page_view", "add_to_cart", "order_paid", "share", "sign_in"];
+    let names = [
+        "launch",
+        "page_view",
+        "add_to_cart",
+        "order_paid",
+        "share",
+        "sign_in",
+    ];
     let all: Vec<serde_json::Value> = (0..events)
         .map(|i| {
             let ago = SignedDuration::from_secs(rng.random_range(60..90 * 86_400));
@@ -111,7 +129,10 @@ fn make_batches(seed: u64, events: usize, batch: usize, users: usize) -> Vec<Str
         .collect()
 }
 
-async fn open_fresh(which: Which, dir: &tempfile::TempDir) -> anyhow::Result<huiliu_server::AnyStore> {
+async fn open_fresh(
+    which: Which,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<huiliu_server::AnyStore> {
     let url = match which {
         Which::Sqlite => format!("sqlite://{}", dir.path().join("bench.db").display()),
         _ => huiliu_store::testdb::fresh_postgres_url()
@@ -131,28 +152,48 @@ async fn run_round(
 ) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let store = open_fresh(which, &dir).await?;
-    let plan = NewApp::generate("bench", AppTimeZone::default(), &mut rand::rng()).map_err(anyhow::Error::msg)?;
+    let plan = NewApp::generate("bench", AppTimeZone::default(), &mut rand::rng())
+        .map_err(anyhow::Error::msg)?;
     let app = store.create_app(&plan).await?;
     let bodies = Arc::new(make_batches(round as u64, events, batch, users));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/v1/events", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(huiliu_server::serve(store.clone(), listener, None, shutdown.clone()));
+    let server = tokio::spawn(huiliu_server::serve(
+        store.clone(),
+        listener,
+        None,
+        shutdown.clone(),
+    ));
 
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (bodies, next, base, key) = (bodies.clone(), next.clone(), base.clone(), plan.secret_key.plaintext.clone());
+        let (bodies, next, base, key) = (
+            bodies.clone(),
+            next.clone(),
+            base.clone(),
+            plan.secret_key.plaintext.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut accepted = 0u64;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
-                let response = client.post(&base).bearer_auth(&key).body(body.clone()).send().await?;
-                anyhow::ensure!(response.status().is_success(), "ingest answered {}", response.status());
+                let response = client
+                    .post(&base)
+                    .bearer_auth(&key)
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "ingest answered {}",
+                    response.status()
+                );
                 let answer: serde_json::Value = response.json().await?;
                 accepted += answer["accepted"].as_u64().unwrap_or(0);
             }
@@ -164,8 +205,14 @@ async fn run_round(
         accepted += task.await??;
     }
     let http_seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(accepted as usize == events, "accepted {accepted} of {events}");
-    anyhow::ensure!(store.count_events(&app).await? as usize == events, "stored count differs");
+    anyhow::ensure!(
+        accepted as usize == events,
+        "accepted {accepted} of {events}"
+    );
+    anyhow::ensure!(
+        store.count_events(&app).await? as usize == events,
+        "stored count differs"
+    );
     shutdown.cancel();
     server.await??;
 
@@ -188,7 +235,10 @@ async fn run_round(
     let started = Instant::now();
     let rows = store.raw_insert_baseline(&parsed).await?;
     let raw_seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(rows as usize == events, "raw path stored {rows} of {events}");
+    anyhow::ensure!(
+        rows as usize == events,
+        "raw path stored {rows} of {events}"
+    );
     store.close().await;
     Ok((events as f64 / http_seconds, events as f64 / raw_seconds))
 }

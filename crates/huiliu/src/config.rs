@@ -64,17 +64,17 @@ pub struct Overrides {
 pub fn load(
     file: Option<PathBuf>,
     overrides: Overrides,
-) -> Result<(Config, Vec<String>), figment::Error> {
+) -> Result<(Config, Vec<String>), Box<figment::Error>> {
     let file = file
         .or_else(|| std::env::var_os("HUILIU_CONFIG").map(PathBuf::from))
         .or_else(|| Some(PathBuf::from("huiliu.toml")).filter(|p| p.exists()));
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(file) = &file {
         if !file.exists() {
-            return Err(figment::Error::from(format!(
+            return Err(Box::new(figment::Error::from(format!(
                 "config file {} does not exist",
                 file.display()
-            )));
+            ))));
         }
         figment = figment.merge(Toml::file(file));
     }
@@ -88,7 +88,7 @@ pub fn load(
             "log_format",
         ]))
         .merge(Serialized::defaults(overrides));
-    let config: Config = figment.extract()?;
+    let config: Config = figment.extract().map_err(Box::new)?;
     let warnings = std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| name.starts_with("HUILIU_") && !known.contains(name))
@@ -157,6 +157,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail fixes the closure's error type
     fn layers_apply_in_order_and_unknown_variables_are_reported() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -171,7 +172,8 @@ mod tests {
                     database_url: Some("sqlite://flag.db".into()),
                     ..Default::default()
                 },
-            )?;
+            )
+            .map_err(|e| *e)?;
             assert_eq!(
                 config.listen, "0.0.0.0:9000",
                 "the file overrides the default"

@@ -14,8 +14,8 @@ use huiliu_domain::ids::UserId;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    AppRecord, EventColumns, IngestOutcome, KeyRecord, Store, StoreError, StoreResult, StoredEvent,
-    UserRecord, EVENT_COLUMNS,
+    AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, Store, StoreError, StoreResult,
+    StoredEvent, UserRecord, EVENT_COLUMNS,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -162,7 +162,7 @@ impl Store for PostgresStore {
     }
 
     async fn find_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>> {
-        let row: Option<(String, String, Vec<u8>, i64, String, String, String, i64)> = sqlx::query_as(
+        let row: Option<KeyColumns> = sqlx::query_as(
             "SELECT k.key_id, k.kind, k.secret_hash, a.seq, a.app_id, a.name, a.timezone, a.created_us
              FROM api_keys k JOIN apps a ON a.seq = k.app_seq
              WHERE k.key_id = $1 AND k.revoked_us IS NULL",
@@ -170,10 +170,7 @@ impl Store for PostgresStore {
         .bind(key_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(key_id, kind, hash, seq, id, name, tz, created)| {
-            KeyRecord::from_columns(key_id, &kind, hash, app_from((seq, id, name, tz, created))?)
-        })
-        .transpose()
+        row.map(KeyRecord::from_joined_columns).transpose()
     }
 
     async fn ingest_events(

@@ -18,8 +18,8 @@ pub mod testdb;
 
 pub use error::StoreError;
 pub use records::{
-    AppRecord, EventColumns, IngestOutcome, KeyRecord, StoredEvent, UserColumns, UserRecord,
-    EVENT_COLUMNS, USER_COLUMNS,
+    AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, StoredEvent, UserColumns,
+    UserRecord, EVENT_COLUMNS, USER_COLUMNS,
 };
 
 use huiliu_domain::apps::{AppId, NewApp};

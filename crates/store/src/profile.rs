@@ -2,7 +2,6 @@
 
 use crate::{StoreError, UserRecord};
 use huiliu_domain::users::{merge_attributes, Patch, ProfilePatch};
-use serde_json::Map;
 
 /// The profile columns after an update: openid, unionid and attributes as JSON text.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,9 +21,7 @@ pub fn apply_profile_patch(
         Patch::Set(value) => Some(huiliu_domain::ids::WechatId::as_str(value).to_string()),
         Patch::Clear => None,
     };
-    let mut attributes = stored
-        .map(|u| u.attributes.clone())
-        .unwrap_or_else(Map::new);
+    let mut attributes = stored.map(|u| u.attributes.clone()).unwrap_or_default();
     merge_attributes(&mut attributes, patch.attributes.clone())?;
     Ok(ProfileColumns {
         openid: choose(&patch.openid, stored.and_then(|u| u.openid.as_ref())),

@@ -78,7 +78,17 @@ impl AppRecord {
     }
 }
 
+/// The stored columns of a key joined with its app:
+/// key_id, kind, secret_hash, then the app's seq, app_id, name, timezone, created_us.
+pub type KeyColumns = (String, String, Vec<u8>, i64, String, String, String, i64);
+
 impl KeyRecord {
+    pub fn from_joined_columns(columns: KeyColumns) -> Result<Self, crate::StoreError> {
+        let (key_id, kind, hash, seq, id, name, timezone, created_us) = columns;
+        let app = AppRecord::from_columns(seq, &id, name, &timezone, created_us)?;
+        Self::from_columns(key_id, &kind, hash, app)
+    }
+
     pub fn from_columns(
         key_id: String,
         kind: &str,

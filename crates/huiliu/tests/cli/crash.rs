@@ -8,7 +8,15 @@ use std::time::Duration;
 
 fn start_server(url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_huiliu"))
-        .args(["serve", "--database-url", url, "--listen", &format!("127.0.0.1:{port}"), "--metrics-listen", "off"])
+        .args([
+            "serve",
+            "--database-url",
+            url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            "off",
+        ])
         .env("HUILIU_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -18,7 +26,11 @@ fn start_server(url: &str, port: u16) -> Child {
 
 async fn wait_ready(client: &reqwest::Client, port: u16) {
     for _ in 0..200 {
-        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
             if response.status().is_success() {
                 return;
             }
@@ -30,11 +42,20 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
 
 async fn acknowledged_events_survive_sigkill(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(url) = fresh_url(backend, &dir).await else { return };
+    let Some(url) = fresh_url(backend, &dir).await else {
+        return;
+    };
     let (app_id, secret, _) = create_app(&url, "crash");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = start_server(&url, port);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     wait_ready(&client, port).await;
 
     // Four clients post batches of 100 new events as fast as they can; each records
@@ -70,16 +91,31 @@ async fn acknowledged_events_survive_sigkill(backend: Backend) {
         task.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 500, "the clients got too little through: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 500,
+        "the clients got too little through: {}",
+        acknowledged.len()
+    );
 
     let mut restarted = start_server(&url, port);
     wait_ready(&client, port).await;
     let store = huiliu_server::open_store(&url).await.unwrap();
-    let app = store.find_app(&huiliu_domain::apps::AppId::parse(&app_id).unwrap()).await.unwrap().unwrap();
+    let app = store
+        .find_app(&huiliu_domain::apps::AppId::parse(&app_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let stored = store.count_events(&app).await.unwrap() as usize;
-    assert!(stored >= acknowledged.len(), "{stored} stored < {} acknowledged", acknowledged.len());
+    assert!(
+        stored >= acknowledged.len(),
+        "{stored} stored < {} acknowledged",
+        acknowledged.len()
+    );
     for id in &acknowledged {
-        assert!(store.get_event(&app, id).await.unwrap().is_some(), "acknowledged event {id} was lost");
+        assert!(
+            store.get_event(&app, id).await.unwrap().is_some(),
+            "acknowledged event {id} was lost"
+        );
     }
     // Replaying what was acknowledged after the restart stores nothing twice.
     let replay: Vec<_> = acknowledged[..100]

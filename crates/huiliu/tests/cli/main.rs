@@ -17,10 +17,18 @@ pub fn huiliu(args: &[&str]) -> Output {
 /// Creates an app through the CLI and returns `(app_id, secret_key, publishable_key)`.
 pub fn create_app(url: &str, name: &str) -> (String, String, String) {
     let output = huiliu(&["app", "create", "--name", name, "--database-url", url]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let field = |k: &str| created[k].as_str().unwrap().to_string();
-    (field("app_id"), field("secret_key"), field("publishable_key"))
+    (
+        field("app_id"),
+        field("secret_key"),
+        field("publishable_key"),
+    )
 }
 
 pub fn hours_ago(hours: i64) -> String {

@@ -69,12 +69,22 @@ pub async fn spawn_app(backend: Backend, timezone: &str) -> Option<TestApp> {
     let dir = tempfile::tempdir().unwrap();
     let url = store_url(backend, &dir).await?;
     let store = huiliu_server::open_store(&url).await.unwrap();
-    let plan = NewApp::generate("test app", AppTimeZone::parse(timezone).unwrap(), &mut rand::rng()).unwrap();
+    let plan = NewApp::generate(
+        "test app",
+        AppTimeZone::parse(timezone).unwrap(),
+        &mut rand::rng(),
+    )
+    .unwrap();
     let app = store.create_app(&plan).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(huiliu_server::serve(store.clone(), listener, None, shutdown.clone()));
+    tokio::spawn(huiliu_server::serve(
+        store.clone(),
+        listener,
+        None,
+        shutdown.clone(),
+    ));
     Some(TestApp {
         base,
         client: reqwest::Client::new(),
@@ -110,8 +120,11 @@ impl TestApp {
     }
 
     pub async fn post_events(&self, events: Value) -> (u16, Value) {
-        self.post_events_raw(&self.secret_key.clone(), serde_json::json!({ "events": events }).to_string())
-            .await
+        self.post_events_raw(
+            &self.secret_key.clone(),
+            serde_json::json!({ "events": events }).to_string(),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {

@@ -18,7 +18,9 @@ both_stores! {
 
 #[tokio::test]
 async fn every_route_is_in_the_openapi_document() {
-    let Some(app) = spawn_app(Backend::Sqlite, "Asia/Shanghai").await else { return };
+    let Some(app) = spawn_app(Backend::Sqlite, "Asia/Shanghai").await else {
+        return;
+    };
     let (status, doc) = app.get("/v1/openapi.json", None).await;
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -31,15 +33,25 @@ async fn every_route_is_in_the_openapi_document() {
         ("/healthz", "get"),
         ("/readyz", "get"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} is undocumented");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is undocumented"
+        );
     }
     assert!(doc["components"]["securitySchemes"]["secret_key"].is_object());
 }
 
 #[tokio::test]
 async fn responses_carry_a_request_id() {
-    let Some(app) = spawn_app(Backend::Sqlite, "Asia/Shanghai").await else { return };
-    let response = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let Some(app) = spawn_app(Backend::Sqlite, "Asia/Shanghai").await else {
+        return;
+    };
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().get("x-request-id").is_some());
     let response = app
         .client
@@ -54,14 +66,25 @@ async fn responses_carry_a_request_id() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_events_by_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let store = huiliu_server::open_store(&format!("sqlite://{}", dir.path().join("m.db").display())).await.unwrap();
-    let plan = huiliu_domain::apps::NewApp::generate("m", Default::default(), &mut rand::rng()).unwrap();
-    huiliu_store::Store::create_app(&store, &plan).await.unwrap();
+    let store =
+        huiliu_server::open_store(&format!("sqlite://{}", dir.path().join("m.db").display()))
+            .await
+            .unwrap();
+    let plan =
+        huiliu_domain::apps::NewApp::generate("m", Default::default(), &mut rand::rng()).unwrap();
+    huiliu_store::Store::create_app(&store, &plan)
+        .await
+        .unwrap();
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (api_addr, metrics_addr) = (api.local_addr().unwrap(), metrics.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(huiliu_server::serve(store, api, Some(metrics), shutdown.clone()));
+    let server = tokio::spawn(huiliu_server::serve(
+        store,
+        api,
+        Some(metrics),
+        shutdown.clone(),
+    ));
     let client = reqwest::Client::new();
     let body = serde_json::json!({"events": [event("m1", "u"), event("m1", "u"), {"id": "bad"}]});
     client
@@ -71,14 +94,47 @@ async fn metrics_count_requests_by_route_and_events_by_outcome() {
         .send()
         .await
         .unwrap();
-    client.get(format!("http://{api_addr}/v1/users/u-{}", 12345)).send().await.unwrap();
-    let text = client.get(format!("http://{metrics_addr}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"huiliu_http_requests_total{method="POST",route="/v1/events",status="200"} 1"#), "{text}");
-    assert!(text.contains(r#"route="/v1/users/{user_id}",status="401"} 1"#), "{text}");
-    assert!(text.contains(r#"huiliu_events_total{source="server",outcome="accepted"} 1"#), "{text}");
-    assert!(text.contains(r#"huiliu_events_total{source="server",outcome="duplicate"} 1"#), "{text}");
-    assert!(text.contains(r#"huiliu_events_total{source="server",outcome="rejected"} 1"#), "{text}");
-    assert!(text.contains(r#"huiliu_store_operation_duration_seconds_count{operation="ingest_events"} 1"#), "{text}");
+    client
+        .get(format!("http://{api_addr}/v1/users/u-{}", 12345))
+        .send()
+        .await
+        .unwrap();
+    let text = client
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"huiliu_http_requests_total{method="POST",route="/v1/events",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/v1/users/{user_id}",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"huiliu_events_total{source="server",outcome="accepted"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"huiliu_events_total{source="server",outcome="duplicate"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"huiliu_events_total{source="server",outcome="rejected"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"huiliu_store_operation_duration_seconds_count{operation="ingest_events"} 1"#
+        ),
+        "{text}"
+    );
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }

@@ -95,9 +95,17 @@ fn time_ago(hours: i64, offset: &str) -> String {
 
 #[tokio::test]
 async fn an_app_in_another_zone_sees_times_in_its_own_offset() {
-    let Some(app) = spawn_app(Backend::Sqlite, "America/Los_Angeles").await else { return };
-    app.post_events(json!([{"id": "la", "user_id": "z", "name": "launch", "time": time_ago(1, "Z")}])).await;
+    let Some(app) = spawn_app(Backend::Sqlite, "America/Los_Angeles").await else {
+        return;
+    };
+    app.post_events(
+        json!([{"id": "la", "user_id": "z", "name": "launch", "time": time_ago(1, "Z")}]),
+    )
+    .await;
     let (_, user) = app.get("/v1/users/z", Some(&app.secret_key)).await;
     let first = user["first_seen"].as_str().unwrap();
-    assert!(first.ends_with("-08:00") || first.ends_with("-07:00"), "{first}");
+    assert!(
+        first.ends_with("-08:00") || first.ends_with("-07:00"),
+        "{first}"
+    );
 }
