@@ -67,32 +67,44 @@ async fn main() -> anyhow::Result<()> {
         rounds,
         users,
     } = Cli::parse().command;
-    println!("| store | events/round | batch | clients | HTTP ingest (events/s, median) | raw bulk insert (events/s, median) | ratio |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| store | events/round | batch | clients | HTTP ingest (events/s) | store ingest, no HTTP (events/s) | raw bulk insert (events/s) | HTTP / raw |");
+    println!("|---|---|---|---|---|---|---|---|");
     for which in [Which::Sqlite, Which::Postgres] {
         if store != Which::Both && store != which {
             continue;
         }
-        let mut http_rates = Vec::new();
-        let mut raw_rates = Vec::new();
+        let (mut http_rates, mut direct_rates, mut raw_rates) =
+            (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            let (http, raw) = run_round(which, round, events, batch, clients, users).await?;
-            eprintln!("round {round}: http {http:.0} events/s, raw {raw:.0} events/s");
-            http_rates.push(http);
-            raw_rates.push(raw);
+            let rates = run_round(which, round, events, batch, clients, users).await?;
+            eprintln!(
+                "round {round}: http {:.0}, store ingest {:.0}, raw {:.0} events/s",
+                rates.http, rates.direct, rates.raw
+            );
+            http_rates.push(rates.http);
+            direct_rates.push(rates.direct);
+            raw_rates.push(rates.raw);
         }
-        let (http, raw) = (median(&mut http_rates), median(&mut raw_rates));
+        let http = median(&mut http_rates);
+        let direct = median(&mut direct_rates);
+        let raw = median(&mut raw_rates);
+        let name = if which == Which::Sqlite {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        };
         println!(
-            "| {} | {events} | {batch} | {clients} | {http:.0} | {raw:.0} | {:.0} % |",
-            if which == Which::Sqlite {
-                "SQLite"
-            } else {
-                "PostgreSQL"
-            },
+            "| {name} | {events} | {batch} | {clients} | {http:.0} | {direct:.0} | {raw:.0} | {:.0} % |",
             100.0 * http / raw
         );
     }
     Ok(())
+}
+
+struct Rates {
+    http: f64,
+    direct: f64,
+    raw: f64,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -149,7 +161,7 @@ async fn run_round(
     batch: usize,
     clients: usize,
     users: usize,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<Rates> {
     let dir = tempfile::tempdir()?;
     let store = open_fresh(which, &dir).await?;
     let plan = NewApp::generate("bench", AppTimeZone::default(), &mut rand::rng())
@@ -239,6 +251,27 @@ async fn run_round(
         rows as usize == events,
         "raw path stored {rows} of {events}"
     );
+
+    // The store's own ingest (dedupe, user indexes and summaries) without HTTP or JSON,
+    // into a second app: shows how the HTTP figure splits between transport and storage.
+    let plan = NewApp::generate("bench-direct", AppTimeZone::default(), &mut rand::rng())
+        .map_err(anyhow::Error::msg)?;
+    let direct_app = store.create_app(&plan).await?;
+    let started = Instant::now();
+    for batch in &parsed {
+        store
+            .ingest_events(
+                &direct_app,
+                huiliu_domain::events::EventSource::Server,
+                batch,
+            )
+            .await?;
+    }
+    let direct_seconds = started.elapsed().as_secs_f64();
     store.close().await;
-    Ok((events as f64 / http_seconds, events as f64 / raw_seconds))
+    Ok(Rates {
+        http: events as f64 / http_seconds,
+        direct: events as f64 / direct_seconds,
+        raw: events as f64 / raw_seconds,
+    })
 }
