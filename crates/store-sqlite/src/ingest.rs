@@ -1,179 +1,140 @@
-//! Event ingest on SQLite: resolve user indexes, insert new events, move user summaries.
-//! Runs inside the caller's `BEGIN IMMEDIATE` transaction, so it is alone in the file.
+//! Event ingest on SQLite, on the writer thread inside one `BEGIN IMMEDIATE` transaction:
+//! give unseen users their dense index, insert events whose id is new, move user summaries.
 
+use crate::writer::to_store_error;
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
 use huiliu_store::batch::{activity_of_accepted, distinct_users};
 use huiliu_store::{IngestOutcome, StoreResult};
 use jiff::Timestamp;
-use sqlx::{Row, Sqlite, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 
-/// Rows per multi-row statement: few enough to stay far below SQLite's bind limit,
-/// many enough that statement overhead vanishes; a fixed size keeps the statement cache warm.
-const CHUNK: usize = 100;
-
-/// `(?, ?, …), (?, ?, …)` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
-pub(crate) async fn ingest(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(crate) fn ingest(
+    tx: &Connection,
     app_seq: i64,
     source: EventSource,
     events: &[ValidEvent],
 ) -> StoreResult<IngestOutcome> {
-    let users = distinct_users(events);
-    let mut index_of = existing_indexes(tx, app_seq, &users).await?;
-    let new_users: Vec<&str> = users
-        .iter()
-        .copied()
-        .filter(|u| !index_of.contains_key(u))
-        .collect();
-    if !new_users.is_empty() {
-        let next: i64 = sqlx::query_scalar(
-            "UPDATE apps SET next_user_index = next_user_index + ? WHERE seq = ? RETURNING next_user_index - ?",
+    let index_of = resolve_user_indexes(tx, app_seq, &distinct_users(events))?;
+    let received = to_micros(Timestamp::now());
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (app_seq, event_id) DO NOTHING",
         )
-        .bind(new_users.len() as i64)
-        .bind(app_seq)
-        .bind(new_users.len() as i64)
-        .fetch_one(&mut **tx)
-        .await?;
-        for (offset, user) in new_users.iter().enumerate() {
-            index_of.insert(user, (next as u32) + offset as u32);
-        }
-    }
-
-    let indexed: Vec<(&ValidEvent, u32)> = events
-        .iter()
-        .map(|e| (e, index_of[e.user_id.as_str()]))
-        .collect();
+        .map_err(to_store_error)?;
     let mut accepted_ids = HashSet::with_capacity(events.len());
-    let accepted = insert_event_rows(
-        tx,
-        "events",
-        app_seq,
-        source,
-        &indexed,
-        Some(&mut accepted_ids),
-    )
-    .await?;
-
-    // One upsert moves existing users' summaries and creates the new users.
-    let activity = activity_of_accepted(events, &accepted_ids);
-    let active: HashSet<&str> = activity.iter().map(|a| a.user_id).collect();
-    let now = to_micros(Timestamp::now());
-    let mut rows: Vec<(&str, Option<i64>, Option<i64>, i64)> = activity
-        .iter()
-        .map(|a| (a.user_id, Some(a.first_us), Some(a.last_us), a.count))
-        .collect();
-    rows.extend(
-        new_users
-            .iter()
-            .filter(|u| !active.contains(*u))
-            .map(|u| (*u, None, None, 0)),
-    );
-    for chunk in rows.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO users (app_seq, user_index, user_id, created_us, first_us, last_us, event_count)
-             VALUES {}
-             ON CONFLICT (app_seq, user_id) DO UPDATE SET
-               first_us = min(coalesce(users.first_us, excluded.first_us), coalesce(excluded.first_us, users.first_us)),
-               last_us = max(coalesce(users.last_us, excluded.last_us), coalesce(excluded.last_us, users.last_us)),
-               event_count = users.event_count + excluded.event_count",
-            placeholders(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(&sql);
-        for (user, first, last, count) in chunk {
-            query = query
-                .bind(app_seq)
-                .bind(index_of[user] as i64)
-                .bind(*user)
-                .bind(now)
-                .bind(*first)
-                .bind(*last)
-                .bind(*count);
+    for event in events {
+        let inserted = insert
+            .execute(params![
+                app_seq,
+                event.id.as_str(),
+                index_of[event.user_id.as_str()],
+                event.name.as_str(),
+                to_micros(event.time),
+                event.props.as_str(),
+                source.as_str(),
+                received,
+            ])
+            .map_err(to_store_error)?;
+        if inserted == 1 {
+            accepted_ids.insert(event.id.as_str().to_owned());
         }
-        query.execute(&mut **tx).await?;
     }
 
+    let mut update = tx
+        .prepare_cached(
+            "UPDATE users SET first_us = min(coalesce(first_us, ?3), ?3),
+                              last_us = max(coalesce(last_us, ?4), ?4),
+                              event_count = event_count + ?5
+             WHERE app_seq = ?1 AND user_index = ?2",
+        )
+        .map_err(to_store_error)?;
+    for activity in activity_of_accepted(events, &accepted_ids) {
+        update
+            .execute(params![
+                app_seq,
+                index_of[activity.user_id],
+                activity.first_us,
+                activity.last_us,
+                activity.count
+            ])
+            .map_err(to_store_error)?;
+    }
     Ok(IngestOutcome {
-        accepted,
-        duplicates: events.len() - accepted,
+        accepted: accepted_ids.len(),
+        duplicates: events.len() - accepted_ids.len(),
     })
 }
 
-async fn existing_indexes<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Finds each user's dense index, creating the users huiliu has not seen yet
+/// with the app's next indexes (in the order given).
+pub(crate) fn resolve_user_indexes<'a>(
+    tx: &Connection,
     app_seq: i64,
     users: &[&'a str],
-) -> StoreResult<HashMap<&'a str, u32>> {
-    let mut found = HashMap::with_capacity(users.len());
-    for chunk in users.chunks(CHUNK * 2) {
-        let sql = format!(
-            "SELECT user_id, user_index FROM users WHERE app_seq = ? AND user_id IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(app_seq);
-        for user in chunk {
-            query = query.bind(*user);
-        }
-        for (user_id, index) in query.fetch_all(&mut **tx).await? {
-            if let Some(user) = chunk.iter().find(|u| **u == user_id) {
-                found.insert(*user, index as u32);
+) -> StoreResult<HashMap<&'a str, i64>> {
+    let mut find = tx
+        .prepare_cached("SELECT user_index FROM users WHERE app_seq = ?1 AND user_id = ?2")
+        .map_err(to_store_error)?;
+    let mut index_of = HashMap::with_capacity(users.len());
+    let mut unseen = Vec::new();
+    for &user in users {
+        match find
+            .query_row(params![app_seq, user], |row| row.get::<_, i64>(0))
+            .optional()
+            .map_err(to_store_error)?
+        {
+            Some(index) => {
+                index_of.insert(user, index);
             }
+            None => unseen.push(user),
         }
     }
-    Ok(found)
+    if unseen.is_empty() {
+        return Ok(index_of);
+    }
+    let next: i64 = tx
+        .query_row("SELECT next_user_index FROM apps WHERE seq = ?1", [app_seq], |row| row.get(0))
+        .map_err(to_store_error)?;
+    let now = to_micros(Timestamp::now());
+    let mut create = tx
+        .prepare_cached("INSERT INTO users (app_seq, user_index, user_id, created_us) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(to_store_error)?;
+    for (offset, user) in unseen.iter().enumerate() {
+        let index = next + offset as i64;
+        create.execute(params![app_seq, index, user, now]).map_err(to_store_error)?;
+        index_of.insert(user, index);
+    }
+    tx.execute(
+        "UPDATE apps SET next_user_index = ?2 WHERE seq = ?1",
+        params![app_seq, next + unseen.len() as i64],
+    )
+    .map_err(to_store_error)?;
+    Ok(index_of)
 }
 
-/// Inserts event rows into `table`. With `accepted_ids`, rows whose id the app
-/// already has are skipped and the ids actually inserted are collected; without
-/// it, rows are inserted as they are (the raw baseline).
-pub(crate) async fn insert_event_rows(
-    tx: &mut Transaction<'static, Sqlite>,
-    table: &str,
-    app_seq: i64,
-    source: EventSource,
-    rows: &[(&ValidEvent, u32)],
-    mut accepted_ids: Option<&mut HashSet<String>>,
-) -> StoreResult<usize> {
+/// Inserts the rows as they are into a bare table: the raw baseline benchmarks compare against.
+pub(crate) fn insert_plain_rows(tx: &Connection, table: &str, rows: &[ValidEvent]) -> StoreResult<usize> {
     let received = to_micros(Timestamp::now());
-    let mut inserted = 0;
-    for chunk in rows.chunks(CHUNK) {
-        let tail = if accepted_ids.is_some() {
-            " ON CONFLICT (app_seq, event_id) DO NOTHING RETURNING event_id"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "INSERT INTO {table} (app_seq, event_id, user_index, name, time_us, props, source, received_us) VALUES {}{tail}",
-            placeholders(chunk.len(), 8)
-        );
-        let mut query = sqlx::query(&sql);
-        for (event, index) in chunk {
-            query = query
-                .bind(app_seq)
-                .bind(event.id.as_str())
-                .bind(*index as i64)
-                .bind(event.name.as_str())
-                .bind(to_micros(event.time))
-                .bind(event.props.as_str())
-                .bind(source.as_str())
-                .bind(received);
-        }
-        match accepted_ids.as_deref_mut() {
-            Some(ids) => {
-                let new_rows = query.fetch_all(&mut **tx).await?;
-                inserted += new_rows.len();
-                for row in new_rows {
-                    ids.insert(row.try_get::<String, _>(0)?);
-                }
-            }
-            None => inserted += query.execute(&mut **tx).await?.rows_affected() as usize,
-        }
+    let mut insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {table} (app_seq, event_id, user_index, name, time_us, props, source, received_us)
+             VALUES (0, ?1, 0, ?2, ?3, ?4, 'server', ?5)"
+        ))
+        .map_err(to_store_error)?;
+    for event in rows {
+        insert
+            .execute(params![
+                event.id.as_str(),
+                event.name.as_str(),
+                to_micros(event.time),
+                event.props.as_str(),
+                received
+            ])
+            .map_err(to_store_error)?;
     }
-    Ok(inserted)
+    Ok(rows.len())
 }

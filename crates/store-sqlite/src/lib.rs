@@ -1,13 +1,15 @@
 //! huiliu's embedded store: one SQLite file in WAL mode.
 //!
-//! SQLite allows one writer at a time, so writes go through a pool of exactly one
-//! connection and start with `BEGIN IMMEDIATE` (a deferred transaction that reads
-//! before writing can fail outright when another process commits in between,
-//! busy timeout or not). Reads use a separate pool and never wait for the writer.
+//! SQLite allows one writer at a time, so every write runs on one connection owned
+//! by a dedicated thread ([`writer`]) and starts with `BEGIN IMMEDIATE` (a deferred
+//! transaction that reads before writing can fail outright when another process
+//! commits in between, busy timeout or not). Reads use a separate pool of read-only
+//! connections and never wait for the writer.
 #![forbid(unsafe_code)]
 
 mod ingest;
 mod users;
+mod writer;
 
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
@@ -20,7 +22,7 @@ use huiliu_store::{
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::SqlitePool;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -29,89 +31,76 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// How long a writer waits for the file lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The SQLite store. Cloning is cheap and shares the pools.
+/// The SQLite store. Cloning is cheap and shares the writer and the read pool.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: writer::Writer,
     reader: SqlitePool,
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at a `sqlite://PATH` or `sqlite:PATH` URL
-    /// and applies pending migrations. `sqlite::memory:` gives a private in-memory database.
+    /// Opens (creating if missing) the database file at a `sqlite://PATH` or
+    /// `sqlite:PATH` URL and applies pending migrations.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Config(
+                "an in-memory SQLite database cannot be shared by huiliu's reader and writer; use a file such as sqlite://huiliu.db".into(),
+            ));
+        }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Config(format!("cannot use {url:?} as a SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL in WAL mode: a commit survives a killed process; only an OS crash
-            // or power loss can drop the last transactions.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let writer = SqlitePoolOptions::new()
+            .foreign_keys(true);
+        let path = options.get_filename().to_path_buf();
+        // Create the file and bring the schema up to date before anyone else opens it.
+        let migrator = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Config(format!("cannot open SQLite database {url:?}: {e}")))?;
-        MIGRATIONS.run(&writer).await.map_err(|e| {
-            StoreError::Config(format!("cannot migrate SQLite database {url:?}: {e}"))
-        })?;
-        // An in-memory database exists once per connection, so it must share the writer.
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options.read_only(true))
-                .await
-                .map_err(|e| {
-                    StoreError::Config(format!("cannot open SQLite database {url:?}: {e}"))
-                })?
-        };
+        MIGRATIONS
+            .run(&migrator)
+            .await
+            .map_err(|e| StoreError::Config(format!("cannot migrate SQLite database {url:?}: {e}")))?;
+        migrator.close().await;
+        let writer = writer::Writer::open(&path, BUSY_TIMEOUT)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true).pragma("cache_size", "-16384"))
+            .await
+            .map_err(|e| StoreError::Config(format!("cannot open SQLite database {url:?}: {e}")))?;
         Ok(Self { writer, reader })
     }
 
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// The plain write rate of this database for the given rows: one multi-row
-    /// `INSERT` per chunk into a bare copy of the events table, one commit per
-    /// batch, no dedupe and no user bookkeeping. Benchmarks compare ingest to it.
+    /// The plain write rate of this database for the given rows: one prepared
+    /// `INSERT` per row into a bare copy of the events table, one commit per batch,
+    /// no dedupe and no user bookkeeping. Benchmarks compare ingest to it.
     pub async fn raw_insert_baseline(&self, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
-        sqlx::query("DROP TABLE IF EXISTS bench_raw_events")
-            .execute(&self.writer)
+        self.writer
+            .write(|tx| {
+                tx.execute_batch(
+                    "DROP TABLE IF EXISTS bench_raw_events;
+                     CREATE TABLE bench_raw_events (seq INTEGER PRIMARY KEY, app_seq INTEGER NOT NULL,
+                       event_id TEXT NOT NULL, user_index INTEGER NOT NULL, name TEXT NOT NULL,
+                       time_us INTEGER NOT NULL, props TEXT NOT NULL, source TEXT NOT NULL,
+                       received_us INTEGER NOT NULL);",
+                )
+                .map_err(writer::to_store_error)
+            })
             .await?;
-        sqlx::query(
-            "CREATE TABLE bench_raw_events (seq INTEGER PRIMARY KEY, app_seq INTEGER NOT NULL,
-             event_id TEXT NOT NULL, user_index INTEGER NOT NULL, name TEXT NOT NULL,
-             time_us INTEGER NOT NULL, props TEXT NOT NULL, source TEXT NOT NULL,
-             received_us INTEGER NOT NULL)",
-        )
-        .execute(&self.writer)
-        .await?;
         let mut rows = 0;
         for batch in batches {
-            let mut tx = self.begin_write().await?;
-            let indexed: Vec<(&ValidEvent, u32)> = batch.iter().map(|e| (e, 0)).collect();
-            rows += ingest::insert_event_rows(
-                &mut tx,
-                "bench_raw_events",
-                0,
-                EventSource::Server,
-                &indexed,
-                None,
-            )
-            .await? as u64;
-            tx.commit().await?;
+            let batch = batch.clone();
+            rows += self
+                .writer
+                .write(move |tx| ingest::insert_plain_rows(tx, "bench_raw_events", &batch))
+                .await? as u64;
         }
-        sqlx::query("DROP TABLE bench_raw_events")
-            .execute(&self.writer)
+        self.writer
+            .write(|tx| tx.execute_batch("DROP TABLE bench_raw_events").map_err(writer::to_store_error))
             .await?;
         Ok(rows)
     }
@@ -137,36 +126,27 @@ impl Store for SqliteStore {
 
     async fn create_app(&self, app: &NewApp) -> StoreResult<AppRecord> {
         let now = to_micros(Timestamp::now());
-        let mut tx = self.begin_write().await?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO apps (app_id, name, timezone, created_us) VALUES (?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(app.id.as_str())
-        .bind(&app.name)
-        .bind(app.timezone.name())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        for key in [&app.secret_key, &app.publishable_key] {
-            sqlx::query(
-                "INSERT INTO api_keys (key_id, app_seq, kind, secret_hash, created_us) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&key.key_id)
-            .bind(seq)
-            .bind(key.kind.as_str())
-            .bind(&key.secret_hash)
-            .bind(now)
-            .execute(&mut *tx)
+        let plan = app.clone();
+        let seq = self
+            .writer
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO apps (app_id, name, timezone, created_us) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![plan.id.as_str(), plan.name, plan.timezone.name(), now],
+                )
+                .map_err(writer::to_store_error)?;
+                let seq = tx.last_insert_rowid();
+                for key in [&plan.secret_key, &plan.publishable_key] {
+                    tx.execute(
+                        "INSERT INTO api_keys (key_id, app_seq, kind, secret_hash, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        rusqlite::params![key.key_id, seq, key.kind.as_str(), key.secret_hash, now],
+                    )
+                    .map_err(writer::to_store_error)?;
+                }
+                Ok(seq)
+            })
             .await?;
-        }
-        tx.commit().await?;
-        AppRecord::from_columns(
-            seq,
-            app.id.as_str(),
-            app.name.clone(),
-            app.timezone.name(),
-            now,
-        )
+        AppRecord::from_columns(seq, app.id.as_str(), app.name.clone(), app.timezone.name(), now)
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
@@ -205,10 +185,10 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        let mut tx = self.begin_write().await?;
-        let outcome = ingest::ingest(&mut tx, app.store_key, source, events).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        let (app_seq, events) = (app.store_key, events.to_vec());
+        self.writer
+            .write(move |tx| ingest::ingest(tx, app_seq, source, &events))
+            .await
     }
 
     async fn get_user(&self, app: &AppRecord, user_id: &UserId) -> StoreResult<Option<UserRecord>> {
@@ -221,10 +201,10 @@ impl Store for SqliteStore {
         user_id: &UserId,
         patch: &ProfilePatch,
     ) -> StoreResult<UserRecord> {
-        let mut tx = self.begin_write().await?;
-        let record = users::update_profile(&mut tx, app.store_key, user_id.as_str(), patch).await?;
-        tx.commit().await?;
-        Ok(record)
+        let (app_seq, user_id, patch) = (app.store_key, user_id.as_str().to_owned(), patch.clone());
+        self.writer
+            .write(move |tx| users::update_profile(tx, app_seq, &user_id, &patch))
+            .await
     }
 
     async fn get_event(&self, app: &AppRecord, event_id: &str) -> StoreResult<Option<StoredEvent>> {
@@ -250,7 +230,8 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
+        // The writer thread finishes queued work and ends when its last handle drops.
+        let _ = self.writer.write(|_| Ok(())).await;
         self.reader.close().await;
     }
 }

@@ -1,11 +1,12 @@
-//! User reads and profile updates on SQLite.
+//! User reads (async, reader pool) and profile updates (writer thread) on SQLite.
 
-use huiliu_domain::time::to_micros;
+use crate::ingest::resolve_user_indexes;
+use crate::writer::to_store_error;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::profile::apply_profile_patch;
-use huiliu_store::{StoreResult, UserColumns, UserRecord, USER_COLUMNS};
-use jiff::Timestamp;
-use sqlx::{Sqlite, SqliteExecutor, Transaction};
+use huiliu_store::{StoreError, StoreResult, UserColumns, UserRecord, USER_COLUMNS};
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::SqliteExecutor;
 
 pub(crate) async fn get_user(
     db: impl SqliteExecutor<'_>,
@@ -21,43 +22,41 @@ pub(crate) async fn get_user(
     row.map(UserRecord::from_columns).transpose()
 }
 
-pub(crate) async fn update_profile(
-    tx: &mut Transaction<'static, Sqlite>,
+fn read_user(tx: &Connection, app_seq: i64, user_id: &str) -> StoreResult<Option<UserRecord>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_seq = ?1 AND user_id = ?2");
+    let row: Option<UserColumns> = tx
+        .query_row(&sql, params![app_seq, user_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .optional()
+        .map_err(to_store_error)?;
+    row.map(UserRecord::from_columns).transpose()
+}
+
+pub(crate) fn update_profile(
+    tx: &Connection,
     app_seq: i64,
     user_id: &str,
     patch: &ProfilePatch,
 ) -> StoreResult<UserRecord> {
-    let stored = get_user(&mut **tx, app_seq, user_id).await?;
+    resolve_user_indexes(tx, app_seq, &[user_id])?;
+    let stored = read_user(tx, app_seq, user_id)?;
     let columns = apply_profile_patch(stored.as_ref(), patch)?;
-    if stored.is_some() {
-        sqlx::query("UPDATE users SET openid = ?, unionid = ?, attributes = ? WHERE app_seq = ? AND user_id = ?")
-            .bind(&columns.openid)
-            .bind(&columns.unionid)
-            .bind(&columns.attributes)
-            .bind(app_seq)
-            .bind(user_id)
-            .execute(&mut **tx)
-            .await?;
-    } else {
-        sqlx::query(
-            "INSERT INTO users (app_seq, user_index, user_id, openid, unionid, attributes, created_us)
-             VALUES (?1, (SELECT next_user_index FROM apps WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(app_seq)
-        .bind(user_id)
-        .bind(&columns.openid)
-        .bind(&columns.unionid)
-        .bind(&columns.attributes)
-        .bind(to_micros(Timestamp::now()))
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("UPDATE apps SET next_user_index = next_user_index + 1 WHERE seq = ?")
-            .bind(app_seq)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let updated = get_user(&mut **tx, app_seq, user_id).await?;
-    updated.ok_or_else(|| {
-        huiliu_store::StoreError::internal("user vanished inside its own transaction")
-    })
+    tx.execute(
+        "UPDATE users SET openid = ?3, unionid = ?4, attributes = ?5 WHERE app_seq = ?1 AND user_id = ?2",
+        params![app_seq, user_id, columns.openid, columns.unionid, columns.attributes],
+    )
+    .map_err(to_store_error)?;
+    read_user(tx, app_seq, user_id)?
+        .ok_or_else(|| StoreError::internal("user vanished inside its own transaction"))
 }
