@@ -40,7 +40,7 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Concurrent HTTP clients.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 8)]
         clients: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,

@@ -97,15 +97,23 @@ pub(crate) fn resolve_user_indexes<'a>(
         return Ok(index_of);
     }
     let next: i64 = tx
-        .query_row("SELECT next_user_index FROM apps WHERE seq = ?1", [app_seq], |row| row.get(0))
+        .query_row(
+            "SELECT next_user_index FROM apps WHERE seq = ?1",
+            [app_seq],
+            |row| row.get(0),
+        )
         .map_err(to_store_error)?;
     let now = to_micros(Timestamp::now());
     let mut create = tx
-        .prepare_cached("INSERT INTO users (app_seq, user_index, user_id, created_us) VALUES (?1, ?2, ?3, ?4)")
+        .prepare_cached(
+            "INSERT INTO users (app_seq, user_index, user_id, created_us) VALUES (?1, ?2, ?3, ?4)",
+        )
         .map_err(to_store_error)?;
     for (offset, user) in unseen.iter().enumerate() {
         let index = next + offset as i64;
-        create.execute(params![app_seq, index, user, now]).map_err(to_store_error)?;
+        create
+            .execute(params![app_seq, index, user, now])
+            .map_err(to_store_error)?;
         index_of.insert(user, index);
     }
     tx.execute(
@@ -117,7 +125,11 @@ pub(crate) fn resolve_user_indexes<'a>(
 }
 
 /// Inserts the rows as they are into a bare table: the raw baseline benchmarks compare against.
-pub(crate) fn insert_plain_rows(tx: &Connection, table: &str, rows: &[ValidEvent]) -> StoreResult<usize> {
+pub(crate) fn insert_plain_rows(
+    tx: &Connection,
+    table: &str,
+    rows: &[ValidEvent],
+) -> StoreResult<usize> {
     let received = to_micros(Timestamp::now());
     let mut insert = tx
         .prepare_cached(&format!(

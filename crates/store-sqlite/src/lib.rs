@@ -61,10 +61,9 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Config(format!("cannot open SQLite database {url:?}: {e}")))?;
-        MIGRATIONS
-            .run(&migrator)
-            .await
-            .map_err(|e| StoreError::Config(format!("cannot migrate SQLite database {url:?}: {e}")))?;
+        MIGRATIONS.run(&migrator).await.map_err(|e| {
+            StoreError::Config(format!("cannot migrate SQLite database {url:?}: {e}"))
+        })?;
         migrator.close().await;
         let writer = writer::Writer::open(&path, BUSY_TIMEOUT)?;
         let reader = SqlitePoolOptions::new()
@@ -100,7 +99,10 @@ impl SqliteStore {
                 .await? as u64;
         }
         self.writer
-            .write(|tx| tx.execute_batch("DROP TABLE bench_raw_events").map_err(writer::to_store_error))
+            .write(|tx| {
+                tx.execute_batch("DROP TABLE bench_raw_events")
+                    .map_err(writer::to_store_error)
+            })
             .await?;
         Ok(rows)
     }
@@ -146,7 +148,13 @@ impl Store for SqliteStore {
                 Ok(seq)
             })
             .await?;
-        AppRecord::from_columns(seq, app.id.as_str(), app.name.clone(), app.timezone.name(), now)
+        AppRecord::from_columns(
+            seq,
+            app.id.as_str(),
+            app.name.clone(),
+            app.timezone.name(),
+            now,
+        )
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {

@@ -34,9 +34,13 @@ impl Writer {
     pub(crate) fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Self> {
         let mut connection = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| StoreError::Config(format!("cannot open {} for writing: {e}", path.display())))?;
+        .map_err(|e| {
+            StoreError::Config(format!("cannot open {} for writing: {e}", path.display()))
+        })?;
         connection
             .busy_timeout(busy_timeout)
             .and_then(|_| {
