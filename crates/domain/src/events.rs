@@ -341,3 +341,62 @@ mod tests {
         assert_eq!(unique[0].1.user_id.as_str(), "u1");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn now() -> Timestamp {
+        "2026-11-23T00:00:00Z".parse().unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_accepted_events_obey_every_limit(raw in ".{0,300}") {
+            if let Ok(event) = parse_event(&raw, now()) {
+                prop_assert!((1..=128).contains(&event.id.as_str().chars().count()));
+                let props_ok = event.props.starts_with('{') && event.props.len() <= MAX_PROPS_BYTES;
+                prop_assert!(props_ok);
+            }
+        }
+
+        #[test]
+        fn json_shaped_input_is_accepted_exactly_when_each_field_is_valid(
+            id in "[a-z0-9-]{0,130}",
+            name in "[a-zA-Z0-9_.$ ]{0,66}",
+            hours_ago in -48i64..(400 * 24),
+            with_offset in any::<bool>(),
+        ) {
+            let at = now() - SignedDuration::from_hours(hours_ago);
+            let time = if with_offset { at.to_string() } else { at.to_string().trim_end_matches('Z').to_string() };
+            let raw = serde_json::json!({"id": id, "user_id": "u", "name": name, "time": time}).to_string();
+            let expected_ok = (1..=128).contains(&id.len())
+                && EventName::parse(name.as_str()).is_ok()
+                && with_offset
+                && hours_ago >= -24
+                && hours_ago <= 365 * 24;
+            prop_assert_eq!(parse_event(&raw, now()).is_ok(), expected_ok, "{}", raw);
+        }
+
+        #[test]
+        fn dedupe_keeps_each_first_occurrence_in_order(ids in proptest::collection::vec(0u8..20, 0..60)) {
+            let events: Vec<(usize, ValidEvent)> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (i, ValidEvent {
+                    id: EventId::parse(id.to_string()).unwrap(),
+                    user_id: UserId::parse("u").unwrap(),
+                    name: EventName::parse("launch").unwrap(),
+                    time: now(),
+                    props: "{}".into(),
+                }))
+                .collect();
+            let (unique, duplicates) = dedupe_within_batch(events);
+            let mut seen = std::collections::HashSet::new();
+            let expected: Vec<usize> = ids.iter().enumerate().filter(|(_, id)| seen.insert(**id)).map(|(i, _)| i).collect();
+            prop_assert_eq!(unique.iter().map(|(i, _)| *i).collect::<Vec<_>>(), expected);
+            prop_assert_eq!(duplicates, ids.len() - seen.len());
+        }
+    }
+}

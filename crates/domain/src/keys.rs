@@ -165,3 +165,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    proptest! {
+        #[test]
+        fn only_the_exact_secret_matches(seed in any::<u64>(), position in 0usize..32, replacement in "[A-Za-z0-9]") {
+            let key = GeneratedKey::generate(KeyKind::Secret, &mut StdRng::seed_from_u64(seed));
+            prop_assert!(PresentedKey::parse(&key.plaintext).unwrap().matches(&key.secret_hash));
+            let secret_start = key.plaintext.len() - 32;
+            let mut changed = key.plaintext.clone();
+            changed.replace_range(secret_start + position..secret_start + position + 1, &replacement);
+            let presented = PresentedKey::parse(&changed).unwrap();
+            prop_assert_eq!(presented.matches(&key.secret_hash), changed == key.plaintext);
+        }
+    }
+}

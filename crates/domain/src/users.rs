@@ -174,3 +174,35 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("attributes"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small_map() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::btree_map("[a-e]", 0i64..100, 0..5)
+            .prop_map(|m| m.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn merge_takes_every_updated_key_and_keeps_every_other(stored in small_map(), update in small_map()) {
+            let mut merged = stored.clone();
+            merge_attributes(&mut merged, update.clone()).unwrap();
+            for (key, value) in &update {
+                prop_assert_eq!(merged.get(key), Some(value));
+            }
+            for (key, value) in &stored {
+                if !update.contains_key(key) {
+                    prop_assert_eq!(merged.get(key), Some(value));
+                }
+            }
+            prop_assert!(merged.keys().all(|k| stored.contains_key(k) || update.contains_key(k)));
+            // Applying the same update again changes nothing.
+            let mut again = merged.clone();
+            merge_attributes(&mut again, update).unwrap();
+            prop_assert_eq!(again, merged);
+        }
+    }
+}

@@ -1,12 +1,12 @@
 //! `POST /v1/events` and `GET /v1/events/{event_id}`.
 
 use crate::api::auth::{Caller, SecretCaller};
-use crate::api::body::{as_utf8, json_error, read_body};
 use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
+use crate::api::extract::{as_utf8, json_error, read_body, PathText};
 use crate::ingest::{ingest_raw_events, BatchReport};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use huiliu_domain::events::{EventSource, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
@@ -176,7 +176,7 @@ pub struct EventResponse {
 pub async fn get_event(
     State(state): State<AppState>,
     SecretCaller(app): SecretCaller,
-    Path(event_id): Path<String>,
+    PathText(event_id): PathText,
 ) -> Result<Json<EventResponse>, ApiError> {
     let event = state
         .metrics

@@ -1,9 +1,9 @@
 //! The HTTP API: routes, OpenAPI document and cross-cutting layers.
 
 pub mod auth;
-pub mod body;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod health;
 pub mod users;
 

@@ -1,11 +1,11 @@
 //! `GET /v1/users/{user_id}` and `PUT /v1/users/{user_id}`.
 
 use crate::api::auth::SecretCaller;
-use crate::api::body::{as_utf8, json_error, read_body};
 use crate::api::error::{ApiError, ErrorEnvelope};
+use crate::api::extract::{as_utf8, json_error, read_body, PathText};
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use huiliu_domain::ids::UserId;
 use huiliu_domain::time::AppTimeZone;
@@ -83,7 +83,7 @@ fn parse_user_id(raw: String) -> Result<UserId, ApiError> {
 pub async fn get_user(
     State(state): State<AppState>,
     SecretCaller(app): SecretCaller,
-    Path(user_id): Path<String>,
+    PathText(user_id): PathText,
 ) -> Result<Json<UserResponse>, ApiError> {
     let user_id = parse_user_id(user_id)?;
     let user = state
@@ -114,7 +114,7 @@ pub async fn get_user(
 pub async fn put_user(
     State(state): State<AppState>,
     SecretCaller(app): SecretCaller,
-    Path(user_id): Path<String>,
+    PathText(user_id): PathText,
     body: Body,
 ) -> Result<Json<UserResponse>, ApiError> {
     let user_id = parse_user_id(user_id)?;

@@ -124,3 +124,28 @@ both_stores! {
         assert_eq!(answer["accepted"], 1);
     }
 }
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_without_waiting_for_the_body() {
+    let Some(app) = spawn_app(Backend::Sqlite, "Asia/Shanghai").await else {
+        return;
+    };
+    // Declare 100 MiB and send nothing: the answer must not wait for the body.
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 104857600\r\n\r\n",
+        app.secret_key
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered before the body arrived")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+}

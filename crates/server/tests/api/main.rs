@@ -3,5 +3,6 @@
 mod helpers;
 
 mod events;
+mod fuzz;
 mod operations;
 mod users;
