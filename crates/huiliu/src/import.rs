@@ -2,6 +2,7 @@
 //! path as the HTTP API, in batches, with a progress bar and a rejects file.
 
 use anyhow::{bail, Context};
+use futures_util::StreamExt;
 use huiliu_domain::events::EventSource;
 use huiliu_domain::FieldError;
 use huiliu_server::ingest::{ingest_raw_events, Rejection};
@@ -18,6 +19,8 @@ use std::sync::Arc;
 
 /// Events per transaction: the same size the HTTP benchmark uses.
 const BATCH: usize = 500;
+/// Batches being written at once.
+const IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FileFormat {
@@ -82,7 +85,7 @@ pub async fn run(
     };
 
     // Reading and splitting run on a blocking thread, a few batches ahead of the writer.
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<anyhow::Result<Chunk>>(4);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<anyhow::Result<Chunk>>(4);
     let reader = tokio::task::spawn_blocking(move || {
         let result = match format {
             FileFormat::Jsonl => read_jsonl(counted, &sender),
@@ -106,19 +109,32 @@ pub async fn run(
         rejected: 0,
         rejects_file: None,
     };
-    while let Some(chunk) = receiver.recv().await {
-        let chunk = chunk?;
-        let items: Vec<(usize, &str)> = chunk
-            .items
-            .iter()
-            .map(|(line, text)| (*line, text.as_str()))
-            .collect();
-        let report = ingest_raw_events(store, app, EventSource::Import, &items, Timestamp::now())
-            .await
-            .context("writing a batch to the store")?;
+    // Several batches in flight, answered in file order: PostgreSQL commits them in
+    // parallel, SQLite's writer folds them into shared commits.
+    let batches = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let results = batches
+        .map(|chunk| async move {
+            let chunk = chunk?;
+            let items: Vec<(usize, &str)> = chunk
+                .items
+                .iter()
+                .map(|(line, text)| (*line, text.as_str()))
+                .collect();
+            let report =
+                ingest_raw_events(store, app, EventSource::Import, &items, Timestamp::now())
+                    .await
+                    .context("writing a batch to the store")?;
+            anyhow::Ok((chunk.unreadable, report))
+        })
+        .buffered(IN_FLIGHT);
+    let mut results = std::pin::pin!(results);
+    while let Some(result) = results.next().await {
+        let (unreadable, report) = result?;
         summary.imported += report.accepted;
         summary.duplicates += report.duplicates;
-        let mut rejected = chunk.unreadable;
+        let mut rejected = unreadable;
         rejected.extend(report.rejected);
         rejected.sort_by_key(|r| r.index);
         if !rejected.is_empty() {
