@@ -63,6 +63,19 @@ pub(crate) async fn ingest(
         let firsts: Vec<i64> = activity.iter().map(|a| a.first_us).collect();
         let lasts: Vec<i64> = activity.iter().map(|a| a.last_us).collect();
         let counts: Vec<i64> = activity.iter().map(|a| a.count).collect();
+        // Lock the rows in one global order first: two batches updating the same users
+        // in different orders would otherwise deadlock, and PostgreSQL only notices
+        // after deadlock_timeout (1 s), then aborts one of them.
+        sqlx::query(
+            "SELECT 1 FROM users u JOIN UNNEST($2::text[]) AS a (user_id)
+               ON u.app_seq = $1 AND u.user_id = a.user_id
+             ORDER BY u.user_index
+             FOR UPDATE OF u",
+        )
+        .bind(app_seq)
+        .bind(&user_ids)
+        .execute(&mut *tx)
+        .await?;
         // LEAST and GREATEST skip NULLs, so a user's first event sets both bounds.
         sqlx::query(
             "UPDATE users u SET first_us = LEAST(u.first_us, a.first_us),
