@@ -374,8 +374,7 @@ mod properties {
             let expected_ok = (1..=128).contains(&id.len())
                 && EventName::parse(name.as_str()).is_ok()
                 && with_offset
-                && hours_ago >= -24
-                && hours_ago <= 365 * 24;
+                && (-24..=365 * 24).contains(&hours_ago);
             prop_assert_eq!(parse_event(&raw, now()).is_ok(), expected_ok, "{}", raw);
         }
 

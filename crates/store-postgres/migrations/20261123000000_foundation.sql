@@ -27,9 +27,6 @@ CREATE TABLE users (
     openid      TEXT,
     unionid     TEXT,
     attributes  TEXT NOT NULL DEFAULT '{}',
-    first_us    BIGINT,
-    last_us     BIGINT,
-    event_count BIGINT NOT NULL DEFAULT 0,
     created_us  BIGINT NOT NULL,
     PRIMARY KEY (app_seq, user_index)
 );
@@ -48,3 +45,6 @@ CREATE TABLE events (
 );
 -- dedupe: an event id is stored once per app
 CREATE UNIQUE INDEX events_by_event_id ON events (app_seq, event_id);
+-- a user's first and last event time and event count are read from here rather than
+-- kept in the user row: concurrent batches then never contend for the same user rows
+CREATE INDEX events_by_user ON events (app_seq, user_index, time_us);

@@ -1,13 +1,13 @@
-//! Event ingest on PostgreSQL: whole columns as arrays through `UNNEST`, four statements a batch.
+//! Event ingest on PostgreSQL: whole columns as arrays through `UNNEST`.
 
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
-use huiliu_store::batch::{activity_of_accepted, distinct_users};
+use huiliu_store::batch::distinct_users;
 use huiliu_store::{IngestOutcome, StoreResult};
 use jiff::Timestamp;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{PgPool, Postgres, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 pub(crate) async fn ingest(
     pool: &PgPool,
@@ -38,11 +38,10 @@ pub(crate) async fn ingest(
         times.push(to_micros(event.time));
         props.push(event.props.as_str());
     }
-    let accepted_ids: HashSet<String> = sqlx::query_scalar(
+    let accepted = sqlx::query(
         "INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
          SELECT $1, e.*, $7, $8 FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS e
-         ON CONFLICT (app_seq, event_id) DO NOTHING
-         RETURNING event_id",
+         ON CONFLICT (app_seq, event_id) DO NOTHING",
     )
     .bind(app_seq)
     .bind(&ids)
@@ -52,50 +51,13 @@ pub(crate) async fn ingest(
     .bind(&props)
     .bind(source.as_str())
     .bind(to_micros(Timestamp::now()))
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?
-    .into_iter()
-    .collect();
-
-    let activity = activity_of_accepted(events, &accepted_ids);
-    if !activity.is_empty() {
-        let user_ids: Vec<&str> = activity.iter().map(|a| a.user_id).collect();
-        let firsts: Vec<i64> = activity.iter().map(|a| a.first_us).collect();
-        let lasts: Vec<i64> = activity.iter().map(|a| a.last_us).collect();
-        let counts: Vec<i64> = activity.iter().map(|a| a.count).collect();
-        // Lock the rows in one global order first: two batches updating the same users
-        // in different orders would otherwise deadlock, and PostgreSQL only notices
-        // after deadlock_timeout (1 s), then aborts one of them.
-        sqlx::query(
-            "SELECT 1 FROM users u JOIN UNNEST($2::text[]) AS a (user_id)
-               ON u.app_seq = $1 AND u.user_id = a.user_id
-             ORDER BY u.user_index
-             FOR UPDATE OF u",
-        )
-        .bind(app_seq)
-        .bind(&user_ids)
-        .execute(&mut *tx)
-        .await?;
-        // LEAST and GREATEST skip NULLs, so a user's first event sets both bounds.
-        sqlx::query(
-            "UPDATE users u SET first_us = LEAST(u.first_us, a.first_us),
-                                last_us = GREATEST(u.last_us, a.last_us),
-                                event_count = u.event_count + a.n
-             FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[]) AS a (user_id, first_us, last_us, n)
-             WHERE u.app_seq = $1 AND u.user_id = a.user_id",
-        )
-        .bind(app_seq)
-        .bind(&user_ids)
-        .bind(&firsts)
-        .bind(&lasts)
-        .bind(&counts)
-        .execute(&mut *tx)
-        .await?;
-    }
+    .rows_affected() as usize;
     tx.commit().await?;
     Ok(IngestOutcome {
-        accepted: accepted_ids.len(),
-        duplicates: events.len() - accepted_ids.len(),
+        accepted,
+        duplicates: events.len() - accepted,
     })
 }
 

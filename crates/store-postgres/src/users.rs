@@ -13,8 +13,9 @@ pub(crate) async fn get_user(
     user_id: &str,
     for_update: bool,
 ) -> StoreResult<Option<UserRecord>> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_seq = $1 AND user_id = $2{lock}");
+    let lock = if for_update { " FOR UPDATE OF u" } else { "" };
+    let sql =
+        format!("SELECT {USER_COLUMNS} FROM users u WHERE u.app_seq = $1 AND u.user_id = $2{lock}");
     let row: Option<UserColumns> = sqlx::query_as(&sql)
         .bind(app_seq)
         .bind(user_id)

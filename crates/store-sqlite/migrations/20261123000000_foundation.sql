@@ -26,9 +26,6 @@ CREATE TABLE users (
     openid      TEXT,
     unionid     TEXT,
     attributes  TEXT NOT NULL DEFAULT '{}',
-    first_us    INTEGER,
-    last_us     INTEGER,
-    event_count INTEGER NOT NULL DEFAULT 0,
     created_us  INTEGER NOT NULL,
     PRIMARY KEY (app_seq, user_index)
 );
@@ -47,3 +44,6 @@ CREATE TABLE events (
 );
 -- dedupe: an event id is stored once per app
 CREATE UNIQUE INDEX events_by_event_id ON events (app_seq, event_id);
+-- a user's first and last event time and event count are read from here rather than
+-- kept in the user row: concurrent batches then never contend for the same user rows
+CREATE INDEX events_by_user ON events (app_seq, user_index, time_us);

@@ -1,14 +1,14 @@
 //! Event ingest on SQLite, on the writer thread inside one `BEGIN IMMEDIATE` transaction:
-//! give unseen users their dense index, insert events whose id is new, move user summaries.
+//! give unseen users their dense index, then insert the events whose id is new.
 
 use crate::writer::to_store_error;
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
-use huiliu_store::batch::{activity_of_accepted, distinct_users};
+use huiliu_store::batch::distinct_users;
 use huiliu_store::{IngestOutcome, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 pub(crate) fn ingest(
     tx: &Connection,
@@ -25,9 +25,9 @@ pub(crate) fn ingest(
              ON CONFLICT (app_seq, event_id) DO NOTHING",
         )
         .map_err(to_store_error)?;
-    let mut accepted_ids = HashSet::with_capacity(events.len());
+    let mut accepted = 0;
     for event in events {
-        let inserted = insert
+        accepted += insert
             .execute(params![
                 app_seq,
                 event.id.as_str(),
@@ -39,33 +39,10 @@ pub(crate) fn ingest(
                 received,
             ])
             .map_err(to_store_error)?;
-        if inserted == 1 {
-            accepted_ids.insert(event.id.as_str().to_owned());
-        }
-    }
-
-    let mut update = tx
-        .prepare_cached(
-            "UPDATE users SET first_us = min(coalesce(first_us, ?3), ?3),
-                              last_us = max(coalesce(last_us, ?4), ?4),
-                              event_count = event_count + ?5
-             WHERE app_seq = ?1 AND user_index = ?2",
-        )
-        .map_err(to_store_error)?;
-    for activity in activity_of_accepted(events, &accepted_ids) {
-        update
-            .execute(params![
-                app_seq,
-                index_of[activity.user_id],
-                activity.first_us,
-                activity.last_us,
-                activity.count
-            ])
-            .map_err(to_store_error)?;
     }
     Ok(IngestOutcome {
-        accepted: accepted_ids.len(),
-        duplicates: events.len() - accepted_ids.len(),
+        accepted,
+        duplicates: events.len() - accepted,
     })
 }
 

@@ -13,7 +13,7 @@ pub(crate) async fn get_user(
     app_seq: i64,
     user_id: &str,
 ) -> StoreResult<Option<UserRecord>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_seq = ? AND user_id = ?");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.app_seq = ? AND u.user_id = ?");
     let row: Option<UserColumns> = sqlx::query_as(&sql)
         .bind(app_seq)
         .bind(user_id)
@@ -23,7 +23,7 @@ pub(crate) async fn get_user(
 }
 
 fn read_user(tx: &Connection, app_seq: i64, user_id: &str) -> StoreResult<Option<UserRecord>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_seq = ?1 AND user_id = ?2");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.app_seq = ?1 AND u.user_id = ?2");
     let row: Option<UserColumns> = tx
         .query_row(&sql, params![app_seq, user_id], |r| {
             Ok((

@@ -119,9 +119,13 @@ pub type UserColumns = (
     i64,            // created_us
 );
 
-/// The select list matching [`UserColumns`].
-pub const USER_COLUMNS: &str =
-    "user_id, user_index, openid, unionid, attributes, first_us, last_us, event_count, created_us";
+/// The select list matching [`UserColumns`], over `users u`. First/last seen and the
+/// event count come from the `events_by_user` index (two index probes and one range count).
+pub const USER_COLUMNS: &str = "u.user_id, u.user_index, u.openid, u.unionid, u.attributes,
+    (SELECT min(e.time_us) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
+    (SELECT max(e.time_us) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
+    (SELECT count(*) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
+    u.created_us";
 
 impl UserRecord {
     pub fn from_columns(columns: UserColumns) -> Result<Self, crate::StoreError> {
