@@ -48,6 +48,15 @@ enum Command {
         #[arg(long, default_value_t = 50_000)]
         users: usize,
     },
+    /// Write the same kind of events as JSONL, for timing `huiliu import`.
+    Events {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 50_000)]
+        users: usize,
+        /// The file to write.
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,14 +68,25 @@ enum Which {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Ingest {
-        store,
-        events,
-        batch,
-        clients,
-        rounds,
-        users,
-    } = Cli::parse().command;
+    let (store, events, batch, clients, rounds, users) = match Cli::parse().command {
+        Command::Ingest {
+            store,
+            events,
+            batch,
+            clients,
+            rounds,
+            users,
+        } => (store, events, batch, clients, rounds, users),
+        Command::Events { events, users, out } => {
+            use std::io::Write;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            for event in make_events(1_000, events, users) {
+                writeln!(file, "{event}")?;
+            }
+            file.flush()?;
+            return Ok(());
+        }
+    };
     println!("| store | events/round | batch | clients | HTTP ingest (events/s) | store ingest, no HTTP (events/s) | raw bulk insert (events/s) | HTTP / raw |");
     println!("|---|---|---|---|---|---|---|---|");
     for which in [Which::Sqlite, Which::Postgres] {
@@ -112,8 +132,16 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Realistic event bodies: a mix of names, props of about 100 bytes, times over the last 90 days.
+/// Batch bodies of [`make_events`], serialised once, outside any timed section.
 fn make_batches(seed: u64, events: usize, batch: usize, users: usize) -> Vec<String> {
+    make_events(seed, events, users)
+        .chunks(batch)
+        .map(|chunk| serde_json::json!({ "events": chunk }).to_string())
+        .collect()
+}
+
+/// Realistic events: a mix of names, props of about 100 bytes, times over the last 90 days.
+fn make_events(seed: u64, events: usize, users: usize) -> Vec<serde_json::Value> {
     let mut rng = StdRng::seed_from_u64(seed);
     let now = Timestamp::now();
     let names = [
@@ -124,7 +152,7 @@ fn make_batches(seed: u64, events: usize, batch: usize, users: usize) -> Vec<Str
         "share",
         "sign_in",
     ];
-    let all: Vec<serde_json::Value> = (0..events)
+    (0..events)
         .map(|i| {
             let ago = SignedDuration::from_secs(rng.random_range(60..90 * 86_400));
             serde_json::json!({
@@ -135,9 +163,6 @@ fn make_batches(seed: u64, events: usize, batch: usize, users: usize) -> Vec<Str
                 "props": {"scene": 1001 + rng.random_range(0..50), "page": "pages/goods/detail", "amount_fen": rng.random_range(100..99_900)},
             })
         })
-        .collect();
-    all.chunks(batch)
-        .map(|chunk| serde_json::json!({ "events": chunk }).to_string())
         .collect()
 }
 
