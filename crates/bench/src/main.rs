@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use huiliu_domain::apps::NewApp;
 use huiliu_domain::events::{parse_event, ValidEvent};
 use huiliu_domain::time::AppTimeZone;
+use huiliu_store::batch::RawTable;
 use huiliu_store::Store;
 use jiff::{SignedDuration, Timestamp};
 use rand::rngs::StdRng;
@@ -87,35 +88,38 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    println!("| store | events/round | batch | clients | HTTP ingest (events/s) | store ingest, no HTTP (events/s) | raw bulk insert (events/s) | HTTP / raw |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| store | events/round | batch | clients | HTTP ingest (events/s) | store ingest, no HTTP (events/s) | raw bulk insert, bare table (events/s) | HTTP / raw | raw bulk insert, events indexes (events/s) | HTTP / raw indexed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for which in [Which::Sqlite, Which::Postgres] {
         if store != Which::Both && store != which {
             continue;
         }
-        let (mut http_rates, mut direct_rates, mut raw_rates) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut http_rates, mut direct_rates, mut raw_rates, mut indexed_rates) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let rates = run_round(which, round, events, batch, clients, users).await?;
             eprintln!(
-                "round {round}: http {:.0}, store ingest {:.0}, raw {:.0} events/s",
-                rates.http, rates.direct, rates.raw
+                "round {round}: http {:.0}, store ingest {:.0}, raw {:.0}, raw indexed {:.0} events/s",
+                rates.http, rates.direct, rates.raw, rates.raw_indexed
             );
             http_rates.push(rates.http);
             direct_rates.push(rates.direct);
             raw_rates.push(rates.raw);
+            indexed_rates.push(rates.raw_indexed);
         }
         let http = median(&mut http_rates);
         let direct = median(&mut direct_rates);
         let raw = median(&mut raw_rates);
+        let indexed = median(&mut indexed_rates);
         let name = if which == Which::Sqlite {
             "SQLite"
         } else {
             "PostgreSQL"
         };
         println!(
-            "| {name} | {events} | {batch} | {clients} | {http:.0} | {direct:.0} | {raw:.0} | {:.0} % |",
-            100.0 * http / raw
+            "| {name} | {events} | {batch} | {clients} | {http:.0} | {direct:.0} | {raw:.0} | {:.0} % | {indexed:.0} | {:.0} % |",
+            100.0 * http / raw,
+            100.0 * http / indexed
         );
     }
     Ok(())
@@ -125,6 +129,7 @@ struct Rates {
     http: f64,
     direct: f64,
     raw: f64,
+    raw_indexed: f64,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -270,8 +275,17 @@ async fn run_round(
         })
         .collect();
     let started = Instant::now();
-    let rows = store.raw_insert_baseline(&parsed).await?;
+    let rows = store.raw_insert_baseline(&parsed, RawTable::Bare).await?;
     let raw_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let indexed_rows = store
+        .raw_insert_baseline(&parsed, RawTable::Indexed)
+        .await?;
+    let indexed_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        indexed_rows as usize == events,
+        "indexed raw path stored {indexed_rows} of {events}"
+    );
     anyhow::ensure!(
         rows as usize == events,
         "raw path stored {rows} of {events}"
@@ -298,5 +312,6 @@ async fn run_round(
         http: events as f64 / http_seconds,
         direct: events as f64 / direct_seconds,
         raw: events as f64 / raw_seconds,
+        raw_indexed: events as f64 / indexed_seconds,
     })
 }

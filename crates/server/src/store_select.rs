@@ -46,10 +46,14 @@ pub async fn open_store(url: &str) -> StoreResult<AnyStore> {
 
 impl AnyStore {
     /// The store's plain bulk-insert rate for these rows (see each backend's `raw_insert_baseline`).
-    pub async fn raw_insert_baseline(&self, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
+    pub async fn raw_insert_baseline(
+        &self,
+        batches: &[Vec<ValidEvent>],
+        table: huiliu_store::batch::RawTable,
+    ) -> StoreResult<u64> {
         match self {
-            AnyStore::Sqlite(s) => s.raw_insert_baseline(batches).await,
-            AnyStore::Postgres(s) => s.raw_insert_baseline(batches).await,
+            AnyStore::Sqlite(s) => s.raw_insert_baseline(batches, table).await,
+            AnyStore::Postgres(s) => s.raw_insert_baseline(batches, table).await,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
-use huiliu_store::batch::distinct_users;
+use huiliu_store::batch::{distinct_users, raw_user_indexes, RawTable};
 use huiliu_store::{IngestOutcome, StoreResult};
 use jiff::Timestamp;
 use sqlx::postgres::PgPoolCopyExt;
@@ -142,6 +142,7 @@ async fn lookup<'a>(
 pub(crate) async fn raw_copy_baseline(
     pool: &PgPool,
     batches: &[Vec<ValidEvent>],
+    table: RawTable,
 ) -> StoreResult<u64> {
     sqlx::query("DROP TABLE IF EXISTS bench_raw_events")
         .execute(pool)
@@ -153,6 +154,10 @@ pub(crate) async fn raw_copy_baseline(
     )
     .execute(pool)
     .await?;
+    for statement in table.index_statements() {
+        sqlx::query(statement).execute(pool).await?;
+    }
+    let index_of = raw_user_indexes(batches);
     let received = to_micros(Timestamp::now());
     let mut rows = 0;
     for batch in batches {
@@ -161,8 +166,9 @@ pub(crate) async fn raw_copy_baseline(
             use std::fmt::Write;
             let _ = writeln!(
                 text,
-                "0\t{}\t0\t{}\t{}\t{}\tserver\t{received}",
+                "0\t{}\t{}\t{}\t{}\t{}\tserver\t{received}",
                 copy_escape(event.id.as_str()),
+                index_of[event.user_id.as_str()],
                 event.name.as_str(),
                 to_micros(event.time),
                 copy_escape(&event.props)

@@ -58,10 +58,14 @@ impl PostgresStore {
     }
 
     /// The plain bulk-load rate of this database for the given rows: `COPY` into a
-    /// bare copy of the events table, one commit per batch, no dedupe and no user
-    /// bookkeeping. Benchmarks compare ingest to it.
-    pub async fn raw_insert_baseline(&self, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
-        ingest::raw_copy_baseline(&self.pool, batches).await
+    /// copy of the events table (bare, or with the events table's indexes), one
+    /// commit per batch, no dedupe check and no user lookups. Benchmarks compare ingest to it.
+    pub async fn raw_insert_baseline(
+        &self,
+        batches: &[Vec<ValidEvent>],
+        table: huiliu_store::batch::RawTable,
+    ) -> StoreResult<u64> {
+        ingest::raw_copy_baseline(&self.pool, batches, table).await
     }
 }
 

@@ -101,23 +101,25 @@ pub(crate) fn resolve_user_indexes<'a>(
     Ok(index_of)
 }
 
-/// Inserts the rows as they are into a bare table: the raw baseline benchmarks compare against.
+/// Inserts the rows as they are: the raw baseline benchmarks compare against.
 pub(crate) fn insert_plain_rows(
     tx: &Connection,
     table: &str,
     rows: &[ValidEvent],
+    index_of: &HashMap<String, i64>,
 ) -> StoreResult<usize> {
     let received = to_micros(Timestamp::now());
     let mut insert = tx
         .prepare_cached(&format!(
             "INSERT INTO {table} (app_seq, event_id, user_index, name, time_us, props, source, received_us)
-             VALUES (0, ?1, 0, ?2, ?3, ?4, 'server', ?5)"
+             VALUES (0, ?1, ?2, ?3, ?4, ?5, 'server', ?6)"
         ))
         .map_err(to_store_error)?;
     for event in rows {
         insert
             .execute(params![
                 event.id.as_str(),
+                index_of[event.user_id.as_str()],
                 event.name.as_str(),
                 to_micros(event.time),
                 event.props.as_str(),

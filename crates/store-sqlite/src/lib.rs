@@ -16,6 +16,7 @@ use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
+use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
     AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, Store, StoreError, StoreResult,
     StoredEvent, UserRecord, EVENT_COLUMNS,
@@ -75,11 +76,16 @@ impl SqliteStore {
     }
 
     /// The plain write rate of this database for the given rows: one prepared
-    /// `INSERT` per row into a bare copy of the events table, one commit per batch,
-    /// no dedupe and no user bookkeeping. Benchmarks compare ingest to it.
-    pub async fn raw_insert_baseline(&self, batches: &[Vec<ValidEvent>]) -> StoreResult<u64> {
+    /// `INSERT` per row into a copy of the events table (bare, or with the events
+    /// table's indexes), one commit per batch, no dedupe check and no user lookups.
+    /// Benchmarks compare ingest to it.
+    pub async fn raw_insert_baseline(
+        &self,
+        batches: &[Vec<ValidEvent>],
+        table: RawTable,
+    ) -> StoreResult<u64> {
         self.writer
-            .write(|tx| {
+            .write(move |tx| {
                 tx.execute_batch(
                     "DROP TABLE IF EXISTS bench_raw_events;
                      CREATE TABLE bench_raw_events (seq INTEGER PRIMARY KEY, app_seq INTEGER NOT NULL,
@@ -87,15 +93,26 @@ impl SqliteStore {
                        time_us INTEGER NOT NULL, props TEXT NOT NULL, source TEXT NOT NULL,
                        received_us INTEGER NOT NULL);",
                 )
-                .map_err(writer::to_store_error)
+                .map_err(writer::to_store_error)?;
+                for statement in table.index_statements() {
+                    tx.execute(statement, []).map_err(writer::to_store_error)?;
+                }
+                Ok(())
             })
             .await?;
+        let index_of: std::collections::HashMap<String, i64> = raw_user_indexes(batches)
+            .into_iter()
+            .map(|(user, index)| (user.to_owned(), index))
+            .collect();
+        let index_of = std::sync::Arc::new(index_of);
         let mut rows = 0;
         for batch in batches {
-            let batch = batch.clone();
+            let (batch, index_of) = (batch.clone(), index_of.clone());
             rows += self
                 .writer
-                .write(move |tx| ingest::insert_plain_rows(tx, "bench_raw_events", &batch))
+                .write(move |tx| {
+                    ingest::insert_plain_rows(tx, "bench_raw_events", &batch, &index_of)
+                })
                 .await? as u64;
         }
         self.writer
