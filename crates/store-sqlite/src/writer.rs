@@ -102,9 +102,11 @@ impl Writer {
         self.jobs
             .send(job)
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+        answer.await.map_err(|_| {
+            StoreError::internal(
+                "the SQLite writer dropped this write without an answer (see the log)",
+            )
+        })?
     }
 }
 
@@ -130,7 +132,14 @@ fn run_group(connection: &mut Connection, group: Vec<Job>) {
                 continue;
             }
         };
-        let (succeeded, answer) = job(Ok(&*savepoint));
+        // A panicking job must not take the writer thread, and every later write, with it:
+        // its changes are rolled back and its caller, whose reply channel is gone, gets an error.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&*savepoint))));
+        let Ok((succeeded, answer)) = ran else {
+            tracing::error!("a SQLite write panicked; its changes are rolled back");
+            let _ = savepoint.rollback();
+            continue;
+        };
         // A failed job's changes are undone; the others in the group stay.
         let settled = if succeeded {
             savepoint.commit()
@@ -156,5 +165,60 @@ pub(crate) fn to_store_error(error: rusqlite::Error) -> StoreError {
             StoreError::Unavailable(error.to_string())
         }
         _ => StoreError::internal(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn writer() -> (Writer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::open(&dir.path().join("w.db"), Duration::from_secs(1)).unwrap();
+        writer
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (v INTEGER)")
+                    .map_err(to_store_error)
+            })
+            .await
+            .unwrap();
+        (writer, dir)
+    }
+
+    fn count(c: &Connection) -> StoreResult<i64> {
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .map_err(to_store_error)
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_rolls_back_alone_and_a_panic_does_not_stop_the_writer() {
+        let (writer, _dir) = writer().await;
+        let failing = writer.write(|c| {
+            c.execute("INSERT INTO t VALUES (1)", [])
+                .map_err(to_store_error)?;
+            Err::<(), _>(StoreError::internal("refused"))
+        });
+        let succeeding = writer.write(|c| {
+            c.execute("INSERT INTO t VALUES (2)", [])
+                .map_err(to_store_error)
+        });
+        // Both are queued together, so they may share one transaction.
+        let (failed, succeeded) = tokio::join!(failing, succeeding);
+        assert!(failed.is_err());
+        assert_eq!(succeeded.unwrap(), 1);
+
+        let panicked = writer
+            .write(|c| -> StoreResult<()> {
+                c.execute("INSERT INTO t VALUES (3)", [])
+                    .map_err(to_store_error)?;
+                panic!("a bug in a write");
+            })
+            .await;
+        assert!(panicked.is_err());
+        assert_eq!(
+            writer.write(count).await.unwrap(),
+            1,
+            "only the successful write is kept"
+        );
     }
 }
