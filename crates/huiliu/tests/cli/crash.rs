@@ -1,9 +1,9 @@
-//! A server killed with SIGKILL while clients are ingesting loses no acknowledged event.
+//! The real server stopped while clients ingest: SIGKILL loses no acknowledged event,
+//! SIGTERM answers what is in flight and exits cleanly.
 
 use crate::{create_app, fresh_url, hours_ago, Backend};
 use huiliu_store::Store;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn start_server(url: &str, port: u16) -> Child {
@@ -40,57 +40,83 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
     panic!("the server did not become ready");
 }
 
+/// Starts the server on a free port and waits until it is ready.
+async fn start_ready(url: &str) -> (Child, u16, reqwest::Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = start_server(url, port);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    wait_ready(&client, port).await;
+    (server, port, client)
+}
+
+/// Four clients posting batches of `size` new events back to back until the server
+/// stops answering; each returns the ids of the events the server acknowledged.
+fn spawn_writers(
+    client: &reqwest::Client,
+    port: u16,
+    secret: &str,
+    size: usize,
+) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
+    (0..4)
+        .map(|writer| {
+            let (client, secret) = (client.clone(), secret.to_string());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for round in 0.. {
+                    let ids: Vec<String> = (0..size).map(|i| format!("w{writer}-r{round}-e{i}")).collect();
+                    let events: Vec<_> = ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| serde_json::json!({"id": id, "user_id": format!("u{}", (round * 7 + i) % 50), "name": "launch", "time": hours_ago(1)}))
+                        .collect();
+                    let sent = client
+                        .post(format!("http://127.0.0.1:{port}/v1/events"))
+                        .bearer_auth(&secret)
+                        .json(&serde_json::json!({ "events": events }))
+                        .send()
+                        .await;
+                    // An answer, when one comes, is a complete success. A request cut off by
+                    // the kill, or still in the kernel's accept queue when the listener
+                    // closed, fails without one: it was never acknowledged.
+                    let Ok(response) = sent else { break };
+                    assert_eq!(response.status().as_u16(), 200);
+                    let Ok(body) = response.json::<serde_json::Value>().await else { break };
+                    assert_eq!(body["accepted"].as_u64(), Some(size as u64), "{body}");
+                    acknowledged.extend(ids);
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+async fn acknowledged_by(writers: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    acknowledged
+}
+
 async fn acknowledged_events_survive_sigkill(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let Some(url) = fresh_url(backend, &dir).await else {
         return;
     };
     let (app_id, secret, _) = create_app(&url, "crash");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = start_server(&url, port);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    wait_ready(&client, port).await;
-
-    // Four clients post batches of 100 new events as fast as they can; each records
-    // the ids of the batches the server acknowledged.
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for writer in 0..4 {
-        let (client, secret, acknowledged) = (client.clone(), secret.clone(), acknowledged.clone());
-        clients.push(tokio::spawn(async move {
-            for round in 0.. {
-                let ids: Vec<String> = (0..100).map(|i| format!("w{writer}-r{round}-e{i}")).collect();
-                let events: Vec<_> = ids
-                    .iter()
-                    .map(|id| serde_json::json!({"id": id, "user_id": format!("u{}", round % 50), "name": "launch", "time": hours_ago(1)}))
-                    .collect();
-                let sent = client
-                    .post(format!("http://127.0.0.1:{port}/v1/events"))
-                    .bearer_auth(&secret)
-                    .json(&serde_json::json!({ "events": events }))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status().is_success() => acknowledged.lock().unwrap().extend(ids),
-                    _ => return,
-                }
-            }
-        }));
-    }
+    let (mut server, port, client) = start_ready(&url).await;
+    let writers = spawn_writers(&client, port, &secret, 100);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.kill().unwrap(); // SIGKILL: no shutdown hook runs
     server.wait().unwrap();
-    for task in clients {
-        task.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = acknowledged_by(writers).await;
     assert!(
         acknowledged.len() >= 500,
         "the clients got too little through: {}",
@@ -153,60 +179,16 @@ async fn sigterm_answers_in_flight_batches_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("term.db").display());
     let (_, secret, _) = create_app(&url, "term");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = start_server(&url, port);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    wait_ready(&client, port).await;
-
-    // Four clients post batches back to back, so requests are in flight when the signal arrives.
-    let mut clients = Vec::new();
-    for writer in 0..4 {
-        let (client, secret) = (client.clone(), secret.clone());
-        clients.push(tokio::spawn(async move {
-            let mut answered = 0u64;
-            for round in 0.. {
-                let events: Vec<_> = (0..500)
-                    .map(|i| serde_json::json!({"id": format!("t{writer}-{round}-{i}"), "user_id": format!("u{i}"), "name": "launch", "time": hours_ago(1)}))
-                    .collect();
-                let sent = client
-                    .post(format!("http://127.0.0.1:{port}/v1/events"))
-                    .bearer_auth(&secret)
-                    .json(&serde_json::json!({ "events": events }))
-                    .send()
-                    .await;
-                // A request the server had taken is answered in full. One still in the
-                // kernel's accept queue when the listener closed fails without an answer:
-                // it was never acknowledged, and the count below proves it was not stored.
-                match sent {
-                    Ok(response) => {
-                        assert_eq!(response.status().as_u16(), 200);
-                        let body: serde_json::Value = response.json().await.unwrap();
-                        assert_eq!(body["accepted"], 500);
-                        answered += 500;
-                    }
-                    Err(_) => return answered,
-                }
-            }
-            answered
-        }));
-    }
+    let (mut server, port, client) = start_ready(&url).await;
+    // Batches go back to back, so requests are in flight when the signal arrives.
+    let writers = spawn_writers(&client, port, &secret, 500);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let mut answered = 0;
-    for task in clients {
-        answered += task.await.unwrap();
-    }
+    let answered = acknowledged_by(writers).await.len() as u64;
     assert!(answered >= 500, "nothing got through before the signal");
     let exit = server.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
