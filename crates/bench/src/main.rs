@@ -297,7 +297,7 @@ async fn run_round(
         .map_err(anyhow::Error::msg)?;
     let direct_app = store.create_app(&plan).await?;
     let started = Instant::now();
-    for batch in &parsed {
+    for batch in parsed {
         store
             .ingest_events(
                 &direct_app,

@@ -189,11 +189,18 @@ fn parse_props(raw: Option<&RawValue>) -> Result<String, FieldError> {
 /// Keeps the first occurrence of each event id in a batch and counts the rest,
 /// so a client that repeats an event within one request stores it once.
 pub fn dedupe_within_batch(events: Vec<(usize, ValidEvent)>) -> (Vec<(usize, ValidEvent)>, usize) {
-    let mut seen = HashSet::with_capacity(events.len());
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(events.len());
+        events
+            .iter()
+            .map(|(_, event)| seen.insert(event.id.as_str()))
+            .collect()
+    };
     let total = events.len();
     let unique: Vec<_> = events
         .into_iter()
-        .filter(|(_, event)| seen.insert(event.id.as_str().to_owned()))
+        .zip(keep)
+        .filter_map(|(event, first)| first.then_some(event))
         .collect();
     let duplicates = total - unique.len();
     (unique, duplicates)

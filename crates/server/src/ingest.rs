@@ -33,7 +33,7 @@ pub async fn ingest_raw_events<S: Store>(
     let (valid, rejected) = validate(items, now);
     let (unique, repeats) = dedupe_within_batch(valid);
     let events: Vec<ValidEvent> = unique.into_iter().map(|(_, event)| event).collect();
-    let outcome = store.ingest_events(app, source, &events).await?;
+    let outcome = store.ingest_events(app, source, events).await?;
     Ok(BatchReport {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates + repeats,

@@ -99,7 +99,7 @@ impl Store for AnyStore {
         &self,
         app: &AppRecord,
         source: EventSource,
-        events: &[ValidEvent],
+        events: Vec<ValidEvent>,
     ) -> StoreResult<IngestOutcome> {
         dispatch!(self, s => s.ingest_events(app, source, events))
     }

@@ -14,8 +14,8 @@ use huiliu_domain::ids::UserId;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, Store, StoreError, StoreResult,
-    StoredEvent, UserRecord, EVENT_COLUMNS,
+    sql, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, Store,
+    StoreError, StoreResult, StoredEvent, UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -98,14 +98,6 @@ where
     }
 }
 
-const APP_COLUMNS: &str = "seq, app_id, name, timezone, created_us";
-type AppColumns = (i64, String, String, String, i64);
-
-fn app_from(row: AppColumns) -> StoreResult<AppRecord> {
-    let (seq, id, name, timezone, created_us) = row;
-    AppRecord::from_columns(seq, &id, name, &timezone, created_us)
-}
-
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -151,29 +143,23 @@ impl Store for PostgresStore {
     }
 
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>> {
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps ORDER BY seq");
-        let rows: Vec<AppColumns> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
-        rows.into_iter().map(app_from).collect()
+        let rows: Vec<AppColumns> = sqlx::query_as(sql::LIST_APPS).fetch_all(&self.pool).await?;
+        rows.into_iter().map(AppRecord::from_row).collect()
     }
 
     async fn find_app(&self, id: &AppId) -> StoreResult<Option<AppRecord>> {
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE app_id = $1");
-        let row: Option<AppColumns> = sqlx::query_as(&sql)
+        let row: Option<AppColumns> = sqlx::query_as(sql::FIND_APP)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(app_from).transpose()
+        row.map(AppRecord::from_row).transpose()
     }
 
     async fn find_key(&self, key_id: &str) -> StoreResult<Option<KeyRecord>> {
-        let row: Option<KeyColumns> = sqlx::query_as(
-            "SELECT k.key_id, k.kind, k.secret_hash, a.seq, a.app_id, a.name, a.timezone, a.created_us
-             FROM api_keys k JOIN apps a ON a.seq = k.app_seq
-             WHERE k.key_id = $1 AND k.revoked_us IS NULL",
-        )
-        .bind(key_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<KeyColumns> = sqlx::query_as(sql::FIND_KEY)
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(KeyRecord::from_joined_columns).transpose()
     }
 
@@ -181,12 +167,12 @@ impl Store for PostgresStore {
         &self,
         app: &AppRecord,
         source: EventSource,
-        events: &[ValidEvent],
+        events: Vec<ValidEvent>,
     ) -> StoreResult<IngestOutcome> {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        with_retries(|| ingest::ingest(&self.pool, app.store_key, source, events)).await
+        with_retries(|| ingest::ingest(&self.pool, app.store_key, source, &events)).await
     }
 
     async fn get_user(&self, app: &AppRecord, user_id: &UserId) -> StoreResult<Option<UserRecord>> {
@@ -203,12 +189,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_event(&self, app: &AppRecord, event_id: &str) -> StoreResult<Option<StoredEvent>> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events e
-             JOIN users u ON u.app_seq = e.app_seq AND u.user_index = e.user_index
-             WHERE e.app_seq = $1 AND e.event_id = $2"
-        );
-        let row: Option<EventColumns> = sqlx::query_as(&sql)
+        let row: Option<EventColumns> = sqlx::query_as(sql::GET_EVENT)
             .bind(app.store_key)
             .bind(event_id)
             .fetch_optional(&self.pool)
@@ -217,7 +198,7 @@ impl Store for PostgresStore {
     }
 
     async fn count_events(&self, app: &AppRecord) -> StoreResult<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE app_seq = $1")
+        let count: i64 = sqlx::query_scalar(sql::COUNT_EVENTS)
             .bind(app.store_key)
             .fetch_one(&self.pool)
             .await?;

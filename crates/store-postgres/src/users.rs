@@ -4,7 +4,7 @@ use crate::ingest::resolve_user_indexes;
 use crate::with_retries;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::profile::apply_profile_patch;
-use huiliu_store::{StoreError, StoreResult, UserColumns, UserRecord, USER_COLUMNS};
+use huiliu_store::{sql, StoreError, StoreResult, UserColumns, UserRecord};
 use sqlx::{PgExecutor, PgPool};
 
 pub(crate) async fn get_user(
@@ -13,10 +13,14 @@ pub(crate) async fn get_user(
     user_id: &str,
     for_update: bool,
 ) -> StoreResult<Option<UserRecord>> {
-    let lock = if for_update { " FOR UPDATE OF u" } else { "" };
-    let sql =
-        format!("SELECT {USER_COLUMNS} FROM users u WHERE u.app_seq = $1 AND u.user_id = $2{lock}");
-    let row: Option<UserColumns> = sqlx::query_as(&sql)
+    let locked;
+    let statement = if for_update {
+        locked = format!("{} FOR UPDATE OF u", sql::GET_USER);
+        locked.as_str()
+    } else {
+        sql::GET_USER
+    };
+    let row: Option<UserColumns> = sqlx::query_as(statement)
         .bind(app_seq)
         .bind(user_id)
         .fetch_optional(db)
@@ -43,12 +47,12 @@ pub(crate) async fn update_profile(
         .await?
         .ok_or_else(|| StoreError::internal("user vanished after creation"))?;
     let columns = apply_profile_patch(Some(&stored), patch)?;
-    sqlx::query("UPDATE users SET openid = $3, unionid = $4, attributes = $5 WHERE app_seq = $1 AND user_id = $2")
-        .bind(app_seq)
-        .bind(user_id)
+    sqlx::query(sql::UPDATE_PROFILE)
         .bind(&columns.openid)
         .bind(&columns.unionid)
         .bind(&columns.attributes)
+        .bind(app_seq)
+        .bind(user_id)
         .execute(&mut *tx)
         .await?;
     let updated = get_user(&mut *tx, app_seq, user_id, false).await?;

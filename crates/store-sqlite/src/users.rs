@@ -4,7 +4,7 @@ use crate::ingest::resolve_user_indexes;
 use crate::writer::to_store_error;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::profile::apply_profile_patch;
-use huiliu_store::{StoreError, StoreResult, UserColumns, UserRecord, USER_COLUMNS};
+use huiliu_store::{sql, StoreError, StoreResult, UserColumns, UserRecord};
 use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::SqliteExecutor;
 
@@ -13,8 +13,7 @@ pub(crate) async fn get_user(
     app_seq: i64,
     user_id: &str,
 ) -> StoreResult<Option<UserRecord>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.app_seq = ? AND u.user_id = ?");
-    let row: Option<UserColumns> = sqlx::query_as(&sql)
+    let row: Option<UserColumns> = sqlx::query_as(sql::GET_USER)
         .bind(app_seq)
         .bind(user_id)
         .fetch_optional(db)
@@ -23,9 +22,8 @@ pub(crate) async fn get_user(
 }
 
 fn read_user(tx: &Connection, app_seq: i64, user_id: &str) -> StoreResult<Option<UserRecord>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.app_seq = ?1 AND u.user_id = ?2");
     let row: Option<UserColumns> = tx
-        .query_row(&sql, params![app_seq, user_id], |r| {
+        .query_row(sql::GET_USER, params![app_seq, user_id], |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
@@ -53,8 +51,14 @@ pub(crate) fn update_profile(
     let stored = read_user(tx, app_seq, user_id)?;
     let columns = apply_profile_patch(stored.as_ref(), patch)?;
     tx.execute(
-        "UPDATE users SET openid = ?3, unionid = ?4, attributes = ?5 WHERE app_seq = ?1 AND user_id = ?2",
-        params![app_seq, user_id, columns.openid, columns.unionid, columns.attributes],
+        sql::UPDATE_PROFILE,
+        params![
+            columns.openid,
+            columns.unionid,
+            columns.attributes,
+            app_seq,
+            user_id
+        ],
     )
     .map_err(to_store_error)?;
     read_user(tx, app_seq, user_id)?

@@ -128,7 +128,7 @@ pub async fn ingest_counts_accepted_and_duplicates_across_batches<S: Store>(stor
         event("e2", "u1", "2026-11-20T11:00:00+08:00"),
     ];
     let outcome = store
-        .ingest_events(&app, EventSource::Server, &first)
+        .ingest_events(&app, EventSource::Server, first.clone())
         .await
         .unwrap();
     assert_eq!((outcome.accepted, outcome.duplicates), (2, 0));
@@ -138,7 +138,7 @@ pub async fn ingest_counts_accepted_and_duplicates_across_batches<S: Store>(stor
         event("e3", "u2", "2026-11-20T12:00:00+08:00"),
     ];
     let outcome = store
-        .ingest_events(&app, EventSource::Server, &replay)
+        .ingest_events(&app, EventSource::Server, replay.clone())
         .await
         .unwrap();
     assert_eq!((outcome.accepted, outcome.duplicates), (1, 1));
@@ -147,7 +147,7 @@ pub async fn ingest_counts_accepted_and_duplicates_across_batches<S: Store>(stor
     assert_eq!(u1.event_count, 2, "a replayed event is not counted twice");
 
     let empty = store
-        .ingest_events(&app, EventSource::Server, &[])
+        .ingest_events(&app, EventSource::Server, Vec::new())
         .await
         .unwrap();
     assert_eq!((empty.accepted, empty.duplicates), (0, 0));
@@ -165,7 +165,7 @@ pub async fn users_get_dense_indexes_in_order_of_first_sight<S: Store>(store: S)
         })
         .collect();
     store
-        .ingest_events(&app, EventSource::Server, &batch)
+        .ingest_events(&app, EventSource::Server, batch.clone())
         .await
         .unwrap();
     let more = vec![
@@ -173,7 +173,7 @@ pub async fn users_get_dense_indexes_in_order_of_first_sight<S: Store>(store: S)
         event("x2", "late", "2026-11-21T10:00:00Z"),
     ];
     store
-        .ingest_events(&app, EventSource::Client, &more)
+        .ingest_events(&app, EventSource::Client, more.clone())
         .await
         .unwrap();
 
@@ -206,7 +206,7 @@ pub async fn first_and_last_seen_follow_event_time_not_arrival<S: Store>(store: 
     let (app, _) = new_app(&store, "seen").await;
     let late_first = vec![event("b", "u", "2026-11-21T00:00:00+08:00")];
     store
-        .ingest_events(&app, EventSource::Server, &late_first)
+        .ingest_events(&app, EventSource::Server, late_first.clone())
         .await
         .unwrap();
     let earlier_and_middle = vec![
@@ -214,7 +214,7 @@ pub async fn first_and_last_seen_follow_event_time_not_arrival<S: Store>(store: 
         event("c", "u", "2026-11-10T00:00:00+08:00"),
     ];
     store
-        .ingest_events(&app, EventSource::Server, &earlier_and_middle)
+        .ingest_events(&app, EventSource::Server, earlier_and_middle.clone())
         .await
         .unwrap();
     let record = store.get_user(&app, &user("u")).await.unwrap().unwrap();
@@ -228,11 +228,11 @@ pub async fn apps_never_see_each_others_events_or_users<S: Store>(store: S) {
     let (b, _) = new_app(&store, "b").await;
     let batch = vec![event("same-id", "same-user", "2026-11-20T10:00:00Z")];
     let in_a = store
-        .ingest_events(&a, EventSource::Server, &batch)
+        .ingest_events(&a, EventSource::Server, batch.clone())
         .await
         .unwrap();
     let in_b = store
-        .ingest_events(&b, EventSource::Server, &batch)
+        .ingest_events(&b, EventSource::Server, batch.clone())
         .await
         .unwrap();
     assert_eq!(in_a.accepted, 1);
@@ -318,7 +318,7 @@ pub async fn profile_update_keeps_activity_and_rejects_oversized_attributes<S: S
         .ingest_events(
             &app,
             EventSource::Server,
-            &[event("e", "u", "2026-11-20T10:00:00Z")],
+            vec![event("e", "u", "2026-11-20T10:00:00Z")],
         )
         .await
         .unwrap();
@@ -369,7 +369,7 @@ pub async fn concurrent_ingest_keeps_indexes_unique_and_counts_exact<S: Store>(s
                     .into_values()
                     .collect();
                 accepted += store
-                    .ingest_events(&app, EventSource::Server, &batch)
+                    .ingest_events(&app, EventSource::Server, batch.clone())
                     .await
                     .unwrap()
                     .accepted;
@@ -418,7 +418,7 @@ pub async fn sources_are_recorded_per_event<S: Store>(store: S) {
         .ingest_events(
             &app,
             EventSource::Client,
-            &[event("c1", "u", "2026-11-20T10:00:00Z")],
+            vec![event("c1", "u", "2026-11-20T10:00:00Z")],
         )
         .await
         .unwrap();
@@ -427,7 +427,7 @@ pub async fn sources_are_recorded_per_event<S: Store>(store: S) {
         .ingest_events(
             &app,
             EventSource::Server,
-            &[event("c1", "u", "2026-11-20T10:00:00Z")],
+            vec![event("c1", "u", "2026-11-20T10:00:00Z")],
         )
         .await
         .unwrap();

@@ -10,6 +10,7 @@ pub mod batch;
 mod error;
 pub mod profile;
 mod records;
+pub mod sql;
 
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -18,8 +19,8 @@ pub mod testdb;
 
 pub use error::StoreError;
 pub use records::{
-    AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, StoredEvent, UserColumns,
-    UserRecord, EVENT_COLUMNS, USER_COLUMNS,
+    AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, StoredEvent,
+    UserColumns, UserRecord,
 };
 
 use huiliu_domain::apps::{AppId, NewApp};
@@ -55,12 +56,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Events whose id the app has stored before are skipped and counted as
     /// duplicates. New users get the app's next dense indexes; every user's
     /// first/last seen and event count move with the accepted events. The batch
-    /// is committed before this returns, all or nothing.
+    /// is committed before this returns, all or nothing. The events are taken by value:
+    /// a backend that writes on another thread moves them there instead of copying.
     fn ingest_events(
         &self,
         app: &AppRecord,
         source: EventSource,
-        events: &[ValidEvent],
+        events: Vec<ValidEvent>,
     ) -> impl Future<Output = StoreResult<IngestOutcome>> + Send;
 
     fn get_user(

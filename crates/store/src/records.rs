@@ -59,7 +59,16 @@ pub struct StoredEvent {
     pub received_at: Timestamp,
 }
 
+/// The stored columns of an app row: seq, app_id, name, timezone, created_us.
+pub type AppColumns = (i64, String, String, String, i64);
+
 impl AppRecord {
+    /// Builds a record from a row of [`AppColumns`].
+    pub fn from_row(row: AppColumns) -> Result<Self, crate::StoreError> {
+        let (seq, id, name, timezone, created_us) = row;
+        Self::from_columns(seq, &id, name, &timezone, created_us)
+    }
+
     /// Builds a record from stored columns; a stored value that no longer parses is an internal error.
     pub fn from_columns(
         store_key: i64,
@@ -85,7 +94,7 @@ pub type KeyColumns = (String, String, Vec<u8>, i64, String, String, String, i64
 impl KeyRecord {
     pub fn from_joined_columns(columns: KeyColumns) -> Result<Self, crate::StoreError> {
         let (key_id, kind, hash, seq, id, name, timezone, created_us) = columns;
-        let app = AppRecord::from_columns(seq, &id, name, &timezone, created_us)?;
+        let app = AppRecord::from_row((seq, id, name, timezone, created_us))?;
         Self::from_columns(key_id, &kind, hash, app)
     }
 
@@ -118,14 +127,6 @@ pub type UserColumns = (
     i64,            // event_count
     i64,            // created_us
 );
-
-/// The select list matching [`UserColumns`], over `users u`. First/last seen and the
-/// event count come from the `events_by_user` index (two index probes and one range count).
-pub const USER_COLUMNS: &str = "u.user_id, u.user_index, u.openid, u.unionid, u.attributes,
-    (SELECT min(e.time_us) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
-    (SELECT max(e.time_us) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
-    (SELECT count(*) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
-    u.created_us";
 
 impl UserRecord {
     pub fn from_columns(columns: UserColumns) -> Result<Self, crate::StoreError> {
@@ -164,10 +165,6 @@ impl UserRecord {
 
 /// The stored columns of an event row joined with its user, in the order both backends select them.
 pub type EventColumns = (String, String, String, i64, String, String, i64);
-
-/// The select list matching [`EventColumns`] (events `e` joined with users `u`).
-pub const EVENT_COLUMNS: &str =
-    "e.event_id, u.user_id, e.name, e.time_us, e.props, e.source, e.received_us";
 
 impl StoredEvent {
     pub fn from_columns(columns: EventColumns) -> Result<Self, crate::StoreError> {

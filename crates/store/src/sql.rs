@@ -1,0 +1,41 @@
+//! Read statements both backends run as they are: the schemas agree on these tables,
+//! and `$N` placeholders work in SQLite as in PostgreSQL (numbered in order of appearance,
+//! since rusqlite binds them by position). Each statement's column order
+//! matches the tuple type its record is built from.
+
+/// Every app, oldest first; rows are [`AppColumns`](crate::records::AppColumns).
+pub const LIST_APPS: &str = "SELECT seq, app_id, name, timezone, created_us FROM apps ORDER BY seq";
+
+/// One app by its public id ($1); a row of [`AppColumns`](crate::records::AppColumns).
+pub const FIND_APP: &str =
+    "SELECT seq, app_id, name, timezone, created_us FROM apps WHERE app_id = $1";
+
+/// A live key by its key id ($1), with its app; a row of [`KeyColumns`](crate::KeyColumns).
+pub const FIND_KEY: &str =
+    "SELECT k.key_id, k.kind, k.secret_hash, a.seq, a.app_id, a.name, a.timezone, a.created_us
+     FROM api_keys k JOIN apps a ON a.seq = k.app_seq
+     WHERE k.key_id = $1 AND k.revoked_us IS NULL";
+
+/// A user of app $1 by user id $2; a row of [`UserColumns`](crate::UserColumns). First/last
+/// seen and the event count come from the `events_by_user` index (two index probes and a
+/// range count).
+pub const GET_USER: &str = "SELECT u.user_id, u.user_index, u.openid, u.unionid, u.attributes,
+    (SELECT min(e.time_us) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
+    (SELECT max(e.time_us) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
+    (SELECT count(*) FROM events e WHERE e.app_seq = u.app_seq AND e.user_index = u.user_index),
+    u.created_us
+    FROM users u WHERE u.app_seq = $1 AND u.user_id = $2";
+
+/// An event of app $1 by its sender's id $2; a row of [`EventColumns`](crate::EventColumns).
+pub const GET_EVENT: &str =
+    "SELECT e.event_id, u.user_id, e.name, e.time_us, e.props, e.source, e.received_us
+     FROM events e JOIN users u ON u.app_seq = e.app_seq AND u.user_index = e.user_index
+     WHERE e.app_seq = $1 AND e.event_id = $2";
+
+/// How many events app $1 has stored.
+pub const COUNT_EVENTS: &str = "SELECT count(*) FROM events WHERE app_seq = $1";
+
+/// Sets a user's profile columns: openid $1, unionid $2, attributes $3, of app $4's user $5.
+/// Placeholders are numbered in order of appearance, because rusqlite binds by position.
+pub const UPDATE_PROFILE: &str =
+    "UPDATE users SET openid = $1, unionid = $2, attributes = $3 WHERE app_seq = $4 AND user_id = $5";
