@@ -4,6 +4,7 @@
 //! so every rule can be tested with fixed inputs.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod apps;
 pub mod error;
 pub mod events;

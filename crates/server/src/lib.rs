@@ -1,6 +1,7 @@
 //! huiliu's server: the HTTP API over a store, its metrics and its lifecycle.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod api;
 pub mod ingest;
 pub mod metrics;
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     pub store: AnyStore,
     pub metrics: Arc<Metrics>,
+    /// This node's in-memory activity indexes, by app.
+    pub activity: analytics::ActivityCache,
 }
 
 impl AppState {
@@ -26,6 +29,7 @@ impl AppState {
         Self {
             store,
             metrics: Arc::new(Metrics::default()),
+            activity: analytics::ActivityCache::default(),
         }
     }
 }
@@ -64,12 +68,14 @@ pub async fn serve(
                 .await
         })
     });
+    let compaction = tokio::spawn(analytics::run_compaction(store.clone(), shutdown.clone()));
     axum::serve(api_listener, api::router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
+    let _ = compaction.await;
     store.close().await;
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! Picks the backend once, from the database URL's scheme, and dispatches to it statically.
 
+use huiliu_domain::analytics::funnel::FunnelEvent;
+use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    AppRecord, IngestOutcome, KeyRecord, Store, StoreError, StoreResult, StoredEvent, UserRecord,
+    ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, ScannedEvent, Store,
+    StoreError, StoreResult, StoredEvent, UserRecord,
 };
 use huiliu_store_postgres::PostgresStore;
 use huiliu_store_sqlite::SqliteStore;
@@ -123,6 +126,60 @@ impl Store for AnyStore {
 
     async fn count_events(&self, app: &AppRecord) -> StoreResult<u64> {
         dispatch!(self, s => s.count_events(app))
+    }
+
+    async fn update_analytics_settings(
+        &self,
+        app: &AppRecord,
+        settings: &AnalyticsSettings,
+    ) -> StoreResult<AppRecord> {
+        dispatch!(self, s => s.update_analytics_settings(app, settings))
+    }
+
+    async fn activity_rows(
+        &self,
+        app: &AppRecord,
+        cursor: ActivityCursor,
+    ) -> StoreResult<ActivityRows> {
+        dispatch!(self, s => s.activity_rows(app, cursor))
+    }
+
+    async fn compact_activity(&self, app: &AppRecord, max_keys: usize) -> StoreResult<usize> {
+        dispatch!(self, s => s.compact_activity(app, max_keys))
+    }
+
+    async fn scan_events(
+        &self,
+        app: &AppRecord,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ScannedEvent>> {
+        dispatch!(self, s => s.scan_events(app, after_seq, limit))
+    }
+
+    async fn activity_horizon(&self, app: &AppRecord) -> StoreResult<i64> {
+        dispatch!(self, s => s.activity_horizon(app))
+    }
+
+    async fn replace_activity(
+        &self,
+        app: &AppRecord,
+        horizon: i64,
+        rows: Vec<DayBitmap>,
+        first_active: Vec<(u32, i64)>,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.replace_activity(app, horizon, rows, first_active))
+    }
+
+    async fn funnel_events(
+        &self,
+        app: &AppRecord,
+        names: &[String],
+        from_us: i64,
+        to_us: i64,
+        with_props: bool,
+    ) -> StoreResult<Vec<FunnelEvent>> {
+        dispatch!(self, s => s.funnel_events(app, names, from_us, to_us, with_props))
     }
 
     async fn close(&self) {

@@ -5,17 +5,20 @@
 //! deadlock between two batches updating the same users is retried.
 #![forbid(unsafe_code)]
 
+mod activity;
 mod ingest;
 mod users;
 
+use huiliu_domain::analytics::funnel::FunnelEvent;
+use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    sql, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, Store,
-    StoreError, StoreResult, StoredEvent, UserRecord,
+    sql, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome,
+    KeyColumns, KeyRecord, ScannedEvent, Store, StoreError, StoreResult, StoredEvent, UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -172,7 +175,7 @@ impl Store for PostgresStore {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        with_retries(|| ingest::ingest(&self.pool, app.store_key, source, &events)).await
+        with_retries(|| ingest::ingest(&self.pool, app, source, &events)).await
     }
 
     async fn get_user(&self, app: &AppRecord, user_id: &UserId) -> StoreResult<Option<UserRecord>> {
@@ -203,6 +206,77 @@ impl Store for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(count as u64)
+    }
+
+    async fn update_analytics_settings(
+        &self,
+        app: &AppRecord,
+        settings: &AnalyticsSettings,
+    ) -> StoreResult<AppRecord> {
+        let text = serde_json::to_string(settings).map_err(StoreError::internal)?;
+        sqlx::query("UPDATE apps SET analytics = $2 WHERE seq = $1")
+            .bind(app.store_key)
+            .bind(text)
+            .execute(&self.pool)
+            .await?;
+        Ok(AppRecord {
+            analytics: settings.clone(),
+            ..app.clone()
+        })
+    }
+
+    async fn activity_rows(
+        &self,
+        app: &AppRecord,
+        cursor: ActivityCursor,
+    ) -> StoreResult<ActivityRows> {
+        activity::rows_after(&self.pool, app.store_key, cursor).await
+    }
+
+    async fn compact_activity(&self, app: &AppRecord, max_keys: usize) -> StoreResult<usize> {
+        with_retries(|| activity::compact(&self.pool, app.store_key, max_keys)).await
+    }
+
+    async fn scan_events(
+        &self,
+        app: &AppRecord,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ScannedEvent>> {
+        activity::scan_events(&self.pool, app.store_key, after_seq, limit).await
+    }
+
+    async fn activity_horizon(&self, _app: &AppRecord) -> StoreResult<i64> {
+        activity::horizon(&self.pool).await
+    }
+
+    async fn replace_activity(
+        &self,
+        app: &AppRecord,
+        horizon: i64,
+        rows: Vec<DayBitmap>,
+        first_active: Vec<(u32, i64)>,
+    ) -> StoreResult<()> {
+        with_retries(|| activity::replace(&self.pool, app.store_key, horizon, &rows, &first_active))
+            .await
+    }
+
+    async fn funnel_events(
+        &self,
+        app: &AppRecord,
+        names: &[String],
+        from_us: i64,
+        to_us: i64,
+        with_props: bool,
+    ) -> StoreResult<Vec<FunnelEvent>> {
+        activity::funnel_events(
+            &self.pool,
+            app.store_key,
+            names,
+            (from_us, to_us),
+            with_props,
+        )
+        .await
     }
 
     async fn close(&self) {

@@ -4,19 +4,20 @@
 use crate::writer::to_store_error;
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
-use huiliu_store::batch::distinct_users;
-use huiliu_store::{IngestOutcome, StoreResult};
+use huiliu_store::batch::{activity_delta, distinct_users, KnownUser};
+use huiliu_store::{AppRecord, IngestOutcome, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 
 pub(crate) fn ingest(
     tx: &Connection,
-    app_seq: i64,
+    app: &AppRecord,
     source: EventSource,
     events: &[ValidEvent],
 ) -> StoreResult<IngestOutcome> {
-    let index_of = resolve_user_indexes(tx, app_seq, &distinct_users(events))?;
+    let app_seq = app.store_key;
+    let known = resolve_user_indexes(tx, app_seq, &distinct_users(events))?;
     let received = to_micros(Timestamp::now());
     let mut insert = tx
         .prepare_cached(
@@ -25,25 +26,37 @@ pub(crate) fn ingest(
              ON CONFLICT (app_seq, event_id) DO NOTHING",
         )
         .map_err(to_store_error)?;
-    let mut accepted = 0;
+    let mut accepted = Vec::with_capacity(events.len());
     for event in events {
-        accepted += insert
+        let index = known[event.user_id.as_str()].index;
+        let time_us = to_micros(event.time);
+        let inserted = insert
             .execute(params![
                 app_seq,
                 event.id.as_str(),
-                index_of[event.user_id.as_str()],
+                index,
                 event.name.as_str(),
-                to_micros(event.time),
+                time_us,
                 event.props.as_str(),
                 source.as_str(),
                 received,
             ])
             .map_err(to_store_error)?;
+        if inserted == 1 {
+            accepted.push((index, time_us, event.name.as_str()));
+        }
     }
-    Ok(IngestOutcome {
-        accepted,
-        duplicates: events.len() - accepted,
-    })
+    let first_active: HashMap<u32, i64> = known
+        .values()
+        .filter_map(|user| Some((user.index as u32, user.first_active_us?)))
+        .collect();
+    let outcome = IngestOutcome {
+        accepted: accepted.len(),
+        duplicates: events.len() - accepted.len(),
+    };
+    let delta = activity_delta(app, accepted, |user| first_active.get(&user).copied());
+    crate::activity::write_delta(tx, app_seq, &delta)?;
+    Ok(outcome)
 }
 
 /// Finds each user's dense index, creating the users huiliu has not seen yet
@@ -52,20 +65,27 @@ pub(crate) fn resolve_user_indexes<'a>(
     tx: &Connection,
     app_seq: i64,
     users: &[&'a str],
-) -> StoreResult<HashMap<&'a str, i64>> {
+) -> StoreResult<HashMap<&'a str, KnownUser>> {
     let mut find = tx
-        .prepare_cached("SELECT user_index FROM users WHERE app_seq = ?1 AND user_id = ?2")
+        .prepare_cached(
+            "SELECT user_index, first_active_us FROM users WHERE app_seq = ?1 AND user_id = ?2",
+        )
         .map_err(to_store_error)?;
     let mut index_of = HashMap::with_capacity(users.len());
     let mut unseen = Vec::new();
     for &user in users {
         match find
-            .query_row(params![app_seq, user], |row| row.get::<_, i64>(0))
+            .query_row(params![app_seq, user], |row| {
+                Ok(KnownUser {
+                    index: row.get(0)?,
+                    first_active_us: row.get(1)?,
+                })
+            })
             .optional()
             .map_err(to_store_error)?
         {
-            Some(index) => {
-                index_of.insert(user, index);
+            Some(known) => {
+                index_of.insert(user, known);
             }
             None => unseen.push(user),
         }
@@ -91,7 +111,13 @@ pub(crate) fn resolve_user_indexes<'a>(
         create
             .execute(params![app_seq, index, user, now])
             .map_err(to_store_error)?;
-        index_of.insert(user, index);
+        index_of.insert(
+            user,
+            KnownUser {
+                index,
+                first_active_us: None,
+            },
+        );
     }
     tx.execute(
         "UPDATE apps SET next_user_index = ?2 WHERE seq = ?1",

@@ -7,10 +7,13 @@
 //! connections and never wait for the writer.
 #![forbid(unsafe_code)]
 
+mod activity;
 mod ingest;
 mod users;
 mod writer;
 
+use huiliu_domain::analytics::funnel::FunnelEvent;
+use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
@@ -18,8 +21,8 @@ use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
-    sql, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, Store,
-    StoreError, StoreResult, StoredEvent, UserRecord,
+    sql, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome,
+    KeyColumns, KeyRecord, ScannedEvent, Store, StoreError, StoreResult, StoredEvent, UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -198,9 +201,9 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        let app_seq = app.store_key;
+        let app = app.clone();
         self.writer
-            .write(move |tx| ingest::ingest(tx, app_seq, source, &events))
+            .write(move |tx| ingest::ingest(tx, &app, source, &events))
             .await
     }
 
@@ -235,6 +238,88 @@ impl Store for SqliteStore {
             .fetch_one(&self.reader)
             .await?;
         Ok(count as u64)
+    }
+
+    async fn update_analytics_settings(
+        &self,
+        app: &AppRecord,
+        settings: &AnalyticsSettings,
+    ) -> StoreResult<AppRecord> {
+        let text = serde_json::to_string(settings).map_err(StoreError::internal)?;
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE apps SET analytics = ?2 WHERE seq = ?1",
+                    rusqlite::params![app_seq, text],
+                )
+                .map(|_| ())
+                .map_err(writer::to_store_error)
+            })
+            .await?;
+        Ok(AppRecord {
+            analytics: settings.clone(),
+            ..app.clone()
+        })
+    }
+
+    async fn activity_rows(
+        &self,
+        app: &AppRecord,
+        cursor: ActivityCursor,
+    ) -> StoreResult<ActivityRows> {
+        activity::rows_after(&self.reader, app.store_key, cursor).await
+    }
+
+    async fn compact_activity(&self, app: &AppRecord, max_keys: usize) -> StoreResult<usize> {
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| activity::compact(tx, app_seq, max_keys))
+            .await
+    }
+
+    async fn scan_events(
+        &self,
+        app: &AppRecord,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ScannedEvent>> {
+        activity::scan_events(&self.reader, app.store_key, after_seq, limit).await
+    }
+
+    async fn activity_horizon(&self, app: &AppRecord) -> StoreResult<i64> {
+        activity::horizon(&self.reader, app.store_key).await
+    }
+
+    async fn replace_activity(
+        &self,
+        app: &AppRecord,
+        horizon: i64,
+        rows: Vec<DayBitmap>,
+        first_active: Vec<(u32, i64)>,
+    ) -> StoreResult<()> {
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| activity::replace(tx, app_seq, horizon, &rows, &first_active))
+            .await
+    }
+
+    async fn funnel_events(
+        &self,
+        app: &AppRecord,
+        names: &[String],
+        from_us: i64,
+        to_us: i64,
+        with_props: bool,
+    ) -> StoreResult<Vec<FunnelEvent>> {
+        activity::funnel_events(
+            &self.reader,
+            app.store_key,
+            names,
+            (from_us, to_us),
+            with_props,
+        )
+        .await
     }
 
     async fn close(&self) {

@@ -18,11 +18,14 @@ pub mod contract;
 pub mod testdb;
 
 pub use error::StoreError;
+pub use records::funnel_event;
 pub use records::{
-    AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns, KeyRecord, StoredEvent,
-    UserColumns, UserRecord,
+    ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
+    KeyRecord, ScannedEvent, StoredEvent, UserColumns, UserRecord,
 };
 
+use huiliu_domain::analytics::funnel::FunnelEvent;
+use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
@@ -54,9 +57,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Stores a batch of validated events whose ids are unique within the batch.
     ///
     /// Events whose id the app has stored before are skipped and counted as
-    /// duplicates. New users get the app's next dense indexes; every user's
-    /// first/last seen and event count move with the accepted events. The batch
-    /// is committed before this returns, all or nothing. The events are taken by value:
+    /// duplicates. New users get the app's next dense indexes. The accepted events
+    /// enter the activity index (rows from
+    /// [`DeltaBuilder`](huiliu_domain::analytics::DeltaBuilder), and each user's
+    /// earliest activity) in the same transaction, so the index never misses a
+    /// stored event, whatever crashes. The batch is committed before this returns,
+    /// all or nothing. The events are taken by value:
     /// a backend that writes on another thread moves them there instead of copying.
     fn ingest_events(
         &self,
@@ -88,6 +94,65 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// How many events the app has stored.
     fn count_events(&self, app: &AppRecord) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Changes which events count as activity and which are tracked; returns the updated app.
+    /// Events already stored keep their place in the index until it is rebuilt.
+    fn update_analytics_settings(
+        &self,
+        app: &AppRecord,
+        settings: &AnalyticsSettings,
+    ) -> impl Future<Output = StoreResult<AppRecord>> + Send;
+
+    /// The activity index rows written since `cursor` (all of them for a default cursor).
+    fn activity_rows(
+        &self,
+        app: &AppRecord,
+        cursor: ActivityCursor,
+    ) -> impl Future<Output = StoreResult<ActivityRows>> + Send;
+
+    /// Merges index rows that share a day, kind and event into one row, at most
+    /// `max_keys` keys per call; returns how many keys were merged. Safe beside
+    /// concurrent ingest and other nodes compacting.
+    fn compact_activity(
+        &self,
+        app: &AppRecord,
+        max_keys: usize,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// Events after `after_seq` in stored order, at most `limit`: a rebuild reads the app with this.
+    fn scan_events(
+        &self,
+        app: &AppRecord,
+        after_seq: i64,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<ScannedEvent>>> + Send;
+
+    /// A point before a rebuild starts reading events: index rows written by
+    /// transactions that had finished by then are replaced by the rebuild;
+    /// later rows are kept.
+    fn activity_horizon(&self, app: &AppRecord) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// Replaces the index rows from before `horizon` with a rebuilt index and sets
+    /// every user's earliest activity (users not listed have none). Readers start
+    /// over (the index generation moves on).
+    fn replace_activity(
+        &self,
+        app: &AppRecord,
+        horizon: i64,
+        rows: Vec<DayBitmap>,
+        first_active: Vec<(u32, i64)>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Events named `names` with `from_us <= time < to_us`, ordered by user, time
+    /// and arrival; with their props when `with_props`.
+    fn funnel_events(
+        &self,
+        app: &AppRecord,
+        names: &[String],
+        from_us: i64,
+        to_us: i64,
+        with_props: bool,
+    ) -> impl Future<Output = StoreResult<Vec<FunnelEvent>>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -1,3 +1,4 @@
+use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::AppId;
 use huiliu_domain::events::EventSource;
 use huiliu_domain::keys::KeyKind;
@@ -14,6 +15,8 @@ pub struct AppRecord {
     pub name: String,
     pub timezone: AppTimeZone,
     pub created_at: Timestamp,
+    /// Which events count as activity and which are tracked.
+    pub analytics: AnalyticsSettings,
 }
 
 /// A stored API key: only the hash of its secret part.
@@ -59,14 +62,16 @@ pub struct StoredEvent {
     pub received_at: Timestamp,
 }
 
-/// The stored columns of an app row: seq, app_id, name, timezone, created_us.
-pub type AppColumns = (i64, String, String, String, i64);
+/// The stored columns of an app row: seq, app_id, name, timezone, created_us, analytics (JSON).
+pub type AppColumns = (i64, String, String, String, i64, String);
 
 impl AppRecord {
     /// Builds a record from a row of [`AppColumns`].
     pub fn from_row(row: AppColumns) -> Result<Self, crate::StoreError> {
-        let (seq, id, name, timezone, created_us) = row;
-        Self::from_columns(seq, &id, name, &timezone, created_us)
+        let (seq, id, name, timezone, created_us, analytics) = row;
+        let mut app = Self::from_columns(seq, &id, name, &timezone, created_us)?;
+        app.analytics = serde_json::from_str(&analytics).map_err(crate::StoreError::internal)?;
+        Ok(app)
     }
 
     /// Builds a record from stored columns; a stored value that no longer parses is an internal error.
@@ -83,18 +88,29 @@ impl AppRecord {
             name,
             timezone: AppTimeZone::parse(timezone).map_err(crate::StoreError::internal)?,
             created_at: huiliu_domain::time::from_micros(created_us),
+            analytics: AnalyticsSettings::default(),
         })
     }
 }
 
 /// The stored columns of a key joined with its app:
-/// key_id, kind, secret_hash, then the app's seq, app_id, name, timezone, created_us.
-pub type KeyColumns = (String, String, Vec<u8>, i64, String, String, String, i64);
+/// key_id, kind, secret_hash, then the app's seq, app_id, name, timezone, created_us, analytics.
+pub type KeyColumns = (
+    String,
+    String,
+    Vec<u8>,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    String,
+);
 
 impl KeyRecord {
     pub fn from_joined_columns(columns: KeyColumns) -> Result<Self, crate::StoreError> {
-        let (key_id, kind, hash, seq, id, name, timezone, created_us) = columns;
-        let app = AppRecord::from_row((seq, id, name, timezone, created_us))?;
+        let (key_id, kind, hash, seq, id, name, timezone, created_us, analytics) = columns;
+        let app = AppRecord::from_row((seq, id, name, timezone, created_us, analytics))?;
         Self::from_columns(key_id, &kind, hash, app)
     }
 
@@ -181,4 +197,58 @@ impl StoredEvent {
             received_at: huiliu_domain::time::from_micros(received_us),
         })
     }
+}
+
+/// How far a reader of an app's activity index has read. Rows after `seq` are
+/// new to it; on PostgreSQL, where a row's seq is taken before its transaction
+/// commits, rows written by transactions that were still open at the last read
+/// (transaction ids from `horizon` on) are read again, which is harmless because
+/// applying a row twice changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ActivityCursor {
+    pub generation: i64,
+    pub seq: i64,
+    pub horizon: i64,
+}
+
+/// Index rows read after a cursor. When `reset` is set the index was rebuilt
+/// since the cursor was taken: the rows are the whole index and the reader
+/// starts over from them.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityRows {
+    pub cursor: ActivityCursor,
+    pub reset: bool,
+    pub rows: Vec<DayBitmap>,
+}
+
+/// An event as a rebuild of the activity index reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScannedEvent {
+    pub seq: i64,
+    pub user_index: u32,
+    pub time_us: i64,
+    pub name: String,
+}
+
+/// Builds a funnel event from stored columns: user_index, time_us, name, props (when fetched).
+pub fn funnel_event(
+    (user_index, time_us, name, props): (i64, i64, String, Option<String>),
+) -> Result<huiliu_domain::analytics::funnel::FunnelEvent, crate::StoreError> {
+    let props = match props {
+        None => None,
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => {
+                return Err(crate::StoreError::internal(
+                    "stored props are not a JSON object",
+                ))
+            }
+        },
+    };
+    Ok(huiliu_domain::analytics::funnel::FunnelEvent {
+        user: u32::try_from(user_index).map_err(crate::StoreError::internal)?,
+        time_us,
+        name,
+        props,
+    })
 }

@@ -4,15 +4,16 @@
 //! matches the tuple type its record is built from.
 
 /// Every app, oldest first; rows are [`AppColumns`](crate::records::AppColumns).
-pub const LIST_APPS: &str = "SELECT seq, app_id, name, timezone, created_us FROM apps ORDER BY seq";
+pub const LIST_APPS: &str =
+    "SELECT seq, app_id, name, timezone, created_us, analytics FROM apps ORDER BY seq";
 
 /// One app by its public id ($1); a row of [`AppColumns`](crate::records::AppColumns).
 pub const FIND_APP: &str =
-    "SELECT seq, app_id, name, timezone, created_us FROM apps WHERE app_id = $1";
+    "SELECT seq, app_id, name, timezone, created_us, analytics FROM apps WHERE app_id = $1";
 
 /// A live key by its key id ($1), with its app; a row of [`KeyColumns`](crate::KeyColumns).
 pub const FIND_KEY: &str =
-    "SELECT k.key_id, k.kind, k.secret_hash, a.seq, a.app_id, a.name, a.timezone, a.created_us
+    "SELECT k.key_id, k.kind, k.secret_hash, a.seq, a.app_id, a.name, a.timezone, a.created_us, a.analytics
      FROM api_keys k JOIN apps a ON a.seq = k.app_seq
      WHERE k.key_id = $1 AND k.revoked_us IS NULL";
 
@@ -39,3 +40,19 @@ pub const COUNT_EVENTS: &str = "SELECT count(*) FROM events WHERE app_seq = $1";
 /// Placeholders are numbered in order of appearance, because rusqlite binds by position.
 pub const UPDATE_PROFILE: &str =
     "UPDATE users SET openid = $1, unionid = $2, attributes = $3 WHERE app_seq = $4 AND user_id = $5";
+
+/// The app row's analytics columns for app $1: settings (JSON) and index generation.
+pub const APP_INDEX_STATE: &str = "SELECT analytics, index_generation FROM apps WHERE seq = $1";
+
+/// Events of app $1 by `seq` after $2, oldest first, at most $3: what a rebuild of
+/// the activity index reads (seq, user_index, time_us, name).
+pub const SCAN_EVENTS: &str = "SELECT seq, user_index, time_us, name FROM events
+    WHERE app_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// (day, kind, event) keys of app $1 stored in more than one row: what compaction merges.
+pub const SPLIT_ACTIVITY_KEYS: &str = "SELECT day, kind, event FROM activity_bitmaps
+    WHERE app_seq = $1 GROUP BY day, kind, event HAVING count(*) > 1 LIMIT $2";
+
+/// The rows (seq, users) of one key of app $1: day $2, kind $3, event $4.
+pub const ACTIVITY_ROWS_OF_KEY: &str = "SELECT seq, users FROM activity_bitmaps
+    WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4";

@@ -88,3 +88,66 @@ fn backticked_name<'a>(message: &'a str, marker: &str) -> Option<&'a str> {
     let rest = &message[message.find(marker)? + marker.len()..];
     Some(&rest[..rest.find('`')?])
 }
+
+/// The query string as name/value pairs, for handlers that validate each
+/// parameter themselves (and name it in their errors).
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl QueryParams {
+    /// Refuses parameters outside `known`, naming the first unknown one.
+    pub fn only(self, known: &[&str]) -> Result<Self, ApiError> {
+        if let Some((name, _)) = self
+            .0
+            .iter()
+            .find(|(name, _)| !known.contains(&name.as_str()))
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_parameter",
+                format!(
+                    "unknown parameter {name:?}; this endpoint takes {}",
+                    known.join(", ")
+                ),
+            )
+            .with_field(name.clone()));
+        }
+        if let Some((name, _)) = self
+            .0
+            .iter()
+            .enumerate()
+            .find(|(i, (name, _))| self.0[..*i].iter().any(|(n, _)| n == name))
+            .map(|(_, pair)| pair)
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "duplicate_parameter",
+                format!("parameter {name:?} is given more than once"),
+            )
+            .with_field(name.clone()));
+        }
+        Ok(self)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(pairs)| QueryParams(pairs))
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    rejection.body_text(),
+                )
+            })
+    }
+}

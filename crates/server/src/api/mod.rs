@@ -1,5 +1,6 @@
 //! The HTTP API: routes, OpenAPI document and cross-cutting layers.
 
+pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod events;
@@ -37,6 +38,13 @@ use utoipa::OpenApi;
         events::get_event,
         users::get_user,
         users::put_user,
+        analytics::get_active,
+        analytics::get_retention,
+        analytics::get_lifecycle,
+        analytics::get_one_and_done,
+        analytics::get_funnel,
+        analytics::get_settings,
+        analytics::put_settings,
         health::healthz,
         health::readyz,
         openapi_json,
@@ -45,6 +53,7 @@ use utoipa::OpenApi;
     tags(
         (name = "events", description = "Behaviour events"),
         (name = "users", description = "Users and their profiles"),
+        (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
     )
 )]
@@ -117,6 +126,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", axum::routing::post(events::post_events))
         .route("/v1/events/{event_id}", get(events::get_event))
         .route("/v1/users/{user_id}", get(users::get_user).put(users::put_user))
+        .route("/v1/analytics/active", get(analytics::get_active))
+        .route("/v1/analytics/retention", get(analytics::get_retention))
+        .route("/v1/analytics/lifecycle", get(analytics::get_lifecycle))
+        .route("/v1/analytics/one-and-done", get(analytics::get_one_and_done))
+        .route("/v1/analytics/funnel", get(analytics::get_funnel))
+        .route("/v1/analytics/settings", get(analytics::get_settings).put(analytics::put_settings))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

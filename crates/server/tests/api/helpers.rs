@@ -42,6 +42,8 @@ macro_rules! both_stores {
 
 pub struct TestApp {
     pub base: String,
+    /// The store's database URL, for tests that check results with their own SQL.
+    pub url: String,
     pub client: reqwest::Client,
     pub store: AnyStore,
     pub app: AppRecord,
@@ -87,6 +89,7 @@ pub async fn spawn_app(backend: Backend, timezone: &str) -> Option<TestApp> {
     ));
     Some(TestApp {
         base,
+        url,
         client: reqwest::Client::new(),
         store,
         app,

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod analytics;
 mod events;
 mod fuzz;
 mod operations;

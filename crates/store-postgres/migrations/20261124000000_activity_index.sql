@@ -1,0 +1,31 @@
+-- The activity index: roaring bitmaps of users per local day, kept beside the raw events.
+-- A batch of events writes its own small rows in its own transaction; compaction later
+-- merges rows of the same key. Rows are only ever unioned, so duplicates are harmless.
+
+-- Which events count as activity and which are tracked (JSON, see AnalyticsSettings).
+ALTER TABLE apps ADD COLUMN analytics TEXT NOT NULL DEFAULT '{}';
+-- Moves on each rebuild of the app's index, telling readers to start over.
+ALTER TABLE apps ADD COLUMN index_generation BIGINT NOT NULL DEFAULT 0;
+
+-- The user's earliest activity event time; NULL before any. Only ever lowered by ingest.
+ALTER TABLE users ADD COLUMN first_active_us BIGINT;
+UPDATE users SET first_active_us = (
+    SELECT min(e.time_us) FROM events e
+    WHERE e.app_seq = users.app_seq AND e.user_index = users.user_index AND e.name NOT LIKE '$%');
+
+CREATE TABLE activity_bitmaps (
+    seq     BIGSERIAL PRIMARY KEY,
+    app_seq BIGINT NOT NULL REFERENCES apps (seq),
+    -- local day in the app's zone, as days since 1970-01-01
+    day     INTEGER NOT NULL,
+    -- 0 active, 1 first-active candidates, 2 a tracked event
+    kind    SMALLINT NOT NULL,
+    event   TEXT NOT NULL DEFAULT '',
+    -- portable roaring serialisation
+    users   BYTEA NOT NULL,
+    -- the writing transaction: a seq is taken before commit, so rows can become visible
+    -- out of seq order; readers re-read rows of transactions open at their last read
+    xact    BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint)
+);
+CREATE INDEX activity_by_app ON activity_bitmaps (app_seq, seq);
+CREATE INDEX activity_by_key ON activity_bitmaps (app_seq, day, kind, event);

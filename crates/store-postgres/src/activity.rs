@@ -1,0 +1,271 @@
+//! The activity index on PostgreSQL: delta rows written in each batch's
+//! transaction, read incrementally, merged by compaction.
+//!
+//! A row's seq is taken before its transaction commits, so rows can become
+//! visible out of seq order. Each row records its transaction id; a reader also
+//! re-reads rows of transactions that were still open at its last read (the
+//! cursor's horizon, the snapshot's xmin). Applying a row twice is harmless.
+
+use huiliu_domain::analytics::funnel::FunnelEvent;
+use huiliu_domain::analytics::{ActivityDelta, DayBitmap};
+use huiliu_store::{sql, ActivityCursor, ActivityRows, ScannedEvent, StoreError, StoreResult};
+use roaring::RoaringBitmap;
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// Keeps two nodes from compacting one app at once (the other just skips a round).
+const COMPACTION_LOCK_CLASS: i32 = 0x6869_6C75; // "hilu"
+
+pub(crate) async fn write_delta(
+    tx: &mut Transaction<'static, Postgres>,
+    app_seq: i64,
+    delta: &ActivityDelta,
+) -> Result<(), sqlx::Error> {
+    insert_rows(tx, app_seq, &delta.bitmaps).await?;
+    if !delta.first_active.is_empty() {
+        let (users, times): (Vec<i64>, Vec<i64>) = delta
+            .first_active
+            .iter()
+            .map(|&(user, micros)| (i64::from(user), micros))
+            .unzip();
+        // Sorted by user index (the delta's order), so concurrent batches lock rows in one order.
+        sqlx::query(
+            "UPDATE users u SET first_active_us = v.t
+             FROM UNNEST($2::int8[], $3::int8[]) AS v (i, t)
+             WHERE u.app_seq = $1 AND u.user_index = v.i
+               AND (u.first_active_us IS NULL OR u.first_active_us > v.t)",
+        )
+        .bind(app_seq)
+        .bind(&users)
+        .bind(&times)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_rows(
+    tx: &mut Transaction<'static, Postgres>,
+    app_seq: i64,
+    rows: &[DayBitmap],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<i32> = rows.iter().map(|r| r.day.number()).collect();
+    let kinds: Vec<i16> = rows.iter().map(|r| r.kind.code()).collect();
+    let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
+    let users: Vec<Vec<u8>> = rows.iter().map(|r| r.users_bytes()).collect();
+    sqlx::query(
+        "INSERT INTO activity_bitmaps (app_seq, day, kind, event, users)
+         SELECT $1, r.* FROM UNNEST($2::int4[], $3::int2[], $4::text[], $5::bytea[]) AS r",
+    )
+    .bind(app_seq)
+    .bind(&days)
+    .bind(&kinds)
+    .bind(&events)
+    .bind(&users)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+type StoredRow = (i64, i32, i16, String, Vec<u8>);
+
+pub(crate) async fn rows_after(
+    pool: &PgPool,
+    app_seq: i64,
+    cursor: ActivityCursor,
+) -> StoreResult<ActivityRows> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let (_, generation): (String, i64) = sqlx::query_as(sql::APP_INDEX_STATE)
+        .bind(app_seq)
+        .fetch_one(&mut *tx)
+        .await?;
+    let horizon: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut *tx)
+            .await?;
+    let reset = generation != cursor.generation;
+    let (after, since_xact) = if reset {
+        (0, 0)
+    } else {
+        (cursor.seq, cursor.horizon)
+    };
+    let stored: Vec<StoredRow> = sqlx::query_as(
+        "SELECT seq, day, kind, event, users FROM activity_bitmaps
+         WHERE app_seq = $1 AND (seq > $2 OR xact >= $3) ORDER BY seq",
+    )
+    .bind(app_seq)
+    .bind(after)
+    .bind(since_xact)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let seq = stored
+        .iter()
+        .map(|row| row.0)
+        .max()
+        .unwrap_or(after)
+        .max(after);
+    let rows = stored
+        .into_iter()
+        .map(|(_, day, kind, event, users)| {
+            DayBitmap::from_stored(day, kind, event, &users).map_err(StoreError::internal)
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(ActivityRows {
+        cursor: ActivityCursor {
+            generation,
+            seq,
+            horizon,
+        },
+        reset,
+        rows,
+    })
+}
+
+pub(crate) async fn compact(
+    pool: &PgPool,
+    app_seq: i64,
+    max_keys: usize,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+        .bind(COMPACTION_LOCK_CLASS)
+        .bind(app_seq as i32)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(0);
+    }
+    let keys: Vec<(i32, i16, String)> = sqlx::query_as(sql::SPLIT_ACTIVITY_KEYS)
+        .bind(app_seq)
+        .bind(max_keys as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut merged_rows = Vec::with_capacity(keys.len());
+    for (day, kind, event) in &keys {
+        // Deletes exactly the rows this transaction sees; rows committed meanwhile stay.
+        let parts: Vec<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM activity_bitmaps WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4
+             RETURNING users",
+        )
+        .bind(app_seq)
+        .bind(day)
+        .bind(kind)
+        .bind(event)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut users = RoaringBitmap::new();
+        for bytes in &parts {
+            users |= RoaringBitmap::deserialize_from(&bytes[..])
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        }
+        merged_rows.push(
+            DayBitmap::from_parts(*day, *kind, event.clone(), users)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        );
+    }
+    insert_rows(&mut tx, app_seq, &merged_rows).await?;
+    tx.commit().await?;
+    Ok(keys.len())
+}
+
+pub(crate) async fn horizon(pool: &PgPool) -> StoreResult<i64> {
+    // Every transaction below this id has finished: a rebuild that starts reading
+    // events now sees all of their events.
+    Ok(
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn replace(
+    pool: &PgPool,
+    app_seq: i64,
+    horizon: i64,
+    rows: &[DayBitmap],
+    first_active: &[(u32, i64)],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM activity_bitmaps WHERE app_seq = $1 AND xact < $2")
+        .bind(app_seq)
+        .bind(horizon)
+        .execute(&mut *tx)
+        .await?;
+    for chunk in rows.chunks(256) {
+        insert_rows(&mut tx, app_seq, chunk).await?;
+    }
+    sqlx::query("UPDATE users SET first_active_us = NULL WHERE app_seq = $1 AND first_active_us IS NOT NULL")
+        .bind(app_seq)
+        .execute(&mut *tx)
+        .await?;
+    for chunk in first_active.chunks(50_000) {
+        let (users, times): (Vec<i64>, Vec<i64>) =
+            chunk.iter().map(|&(u, t)| (i64::from(u), t)).unzip();
+        sqlx::query(
+            "UPDATE users u SET first_active_us = v.t
+             FROM UNNEST($2::int8[], $3::int8[]) AS v (i, t)
+             WHERE u.app_seq = $1 AND u.user_index = v.i",
+        )
+        .bind(app_seq)
+        .bind(&users)
+        .bind(&times)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE apps SET index_generation = index_generation + 1 WHERE seq = $1")
+        .bind(app_seq)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+pub(crate) async fn scan_events(
+    pool: &PgPool,
+    app_seq: i64,
+    after_seq: i64,
+    limit: usize,
+) -> StoreResult<Vec<ScannedEvent>> {
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sql::SCAN_EVENTS)
+        .bind(app_seq)
+        .bind(after_seq)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, user_index, time_us, name)| ScannedEvent {
+            seq,
+            user_index: user_index as u32,
+            time_us,
+            name,
+        })
+        .collect())
+}
+
+pub(crate) async fn funnel_events(
+    pool: &PgPool,
+    app_seq: i64,
+    names: &[String],
+    (from_us, to_us): (i64, i64),
+    with_props: bool,
+) -> StoreResult<Vec<FunnelEvent>> {
+    let rows: Vec<(i64, i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT user_index, time_us, name, CASE WHEN $5 THEN props END FROM events
+         WHERE app_seq = $1 AND time_us >= $2 AND time_us < $3 AND name = ANY($4::text[])
+         ORDER BY user_index, time_us, seq",
+    )
+    .bind(app_seq)
+    .bind(from_us)
+    .bind(to_us)
+    .bind(names)
+    .bind(with_props)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(huiliu_store::funnel_event).collect()
+}
