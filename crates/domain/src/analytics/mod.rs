@@ -8,6 +8,8 @@ pub mod funnel;
 pub mod index;
 pub mod lifecycle;
 pub mod one_and_done;
+#[cfg(test)]
+mod proptests;
 pub mod range;
 pub mod retention;
 pub mod settings;

@@ -8,6 +8,7 @@
 use crate::helpers::*;
 use huiliu_domain::analytics::LocalDay;
 use huiliu_server::analytics::{compact_app, rebuild_index};
+use huiliu_store::Store;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
@@ -675,5 +676,76 @@ mod reports_match_sql {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn los_angeles_postgres() {
         los_angeles_across_daylight_saving(Backend::Postgres).await;
+    }
+}
+
+crate::both_stores! {
+    async fn bad_parameters_get_a_4xx_naming_the_parameter(app: TestApp) {
+        for (query, status, field) in [
+            ("/v1/analytics/active?from=2026-11-30&to=2026-11-01", 422, "from"),
+            ("/v1/analytics/active?from=2024-01-01&to=2026-11-01", 422, "to"),
+            ("/v1/analytics/active?from=yesterday", 422, "from"),
+            ("/v1/analytics/active?form=2026-11-01", 400, "form"),
+            ("/v1/analytics/active?from=2026-11-01&from=2026-11-02", 400, "from"),
+            ("/v1/analytics/retention?max_day=181", 422, "max_day"),
+            ("/v1/analytics/retention?max_day=-1", 422, "max_day"),
+            ("/v1/analytics/retention?period=month", 422, "period"),
+            ("/v1/analytics/retention?mode=cumulative", 422, "mode"),
+            ("/v1/analytics/lifecycle?period=hour", 422, "period"),
+            ("/v1/analytics/one-and-done?min_age_days=0", 422, "min_age_days"),
+            ("/v1/analytics/funnel", 422, "steps"),
+            ("/v1/analytics/funnel?steps=launch", 422, "steps"),
+            ("/v1/analytics/funnel?steps=launch,Bad%20Name", 422, "steps[1].event"),
+            ("/v1/analytics/funnel?steps=a,b&window=100d", 422, "window"),
+            ("/v1/analytics/funnel?steps=%5B%22a%22%2C%7B%22event%22%3A%22b%22%2C%22where%22%3A%7B%22x%22%3Anull%7D%7D%5D", 422, "steps[1].where.x"),
+        ] {
+            let (got, body) = app.get(query, Some(&app.secret_key)).await;
+            assert_eq!(got, status, "{query}: {body}");
+            assert_eq!(body["error"]["field"].as_str(), Some(field), "{query}: {body}");
+        }
+        let (status, _) = app.get("/v1/analytics/active", Some(&app.publishable_key)).await;
+        assert_eq!(status, 403, "analytics need the secret key");
+        let (status, _) = app.get("/v1/analytics/active", None).await;
+        assert_eq!(status, 401);
+    }
+
+    async fn an_app_never_sees_another_app_s_activity(app: TestApp) {
+        let (status, _) = app.post_events(json!([event("e1", "alice"), event("e2", "bob")])).await;
+        assert_eq!(status, 200);
+        let (_, mine) = app.get("/v1/analytics/active?from=2026-01-01", Some(&app.secret_key)).await;
+        let today = mine["days"].as_array().unwrap().iter().rev().find(|d| !d["dau"].is_null()).unwrap().clone();
+        assert!(today["mau"].as_i64().unwrap() >= 1, "{mine}");
+        let (_, other_key) = app.other_app().await;
+        let (status, theirs) = app.get("/v1/analytics/active?from=2026-01-01", Some(&other_key)).await;
+        assert_eq!(status, 200);
+        assert!(theirs["days"].as_array().unwrap().iter().all(|d| d["mau"].is_null() || d["mau"] == 0), "{theirs}");
+    }
+
+    async fn settings_choose_activity_and_a_rebuild_applies_them_to_history(app: TestApp) {
+        let now = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        let events = json!([
+            {"id": "h1", "user_id": "heartbeat-only", "name": "heartbeat", "time": now.to_string()},
+            {"id": "l1", "user_id": "launcher", "name": "launch", "time": now.to_string()},
+        ]);
+        assert_eq!(app.post_events(events).await.0, 200);
+        let dau = |body: &Value| body["days"].as_array().unwrap().iter().rev().find(|d| !d["dau"].is_null()).unwrap()["dau"].as_i64();
+        let (_, before) = app.get("/v1/analytics/active", Some(&app.secret_key)).await;
+        assert_eq!(dau(&before), Some(2));
+
+        let response = app.client.put(format!("{}/v1/analytics/settings", app.base)).bearer_auth(&app.secret_key)
+            .body(r#"{"excluded_events": ["heartbeat"], "tracked_events": ["order_paid", "Bad"]}"#).send().await.unwrap();
+        assert_eq!(response.status(), 422);
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["field"], "tracked_events[1]");
+        let response = app.client.put(format!("{}/v1/analytics/settings", app.base)).bearer_auth(&app.secret_key)
+            .body(r#"{"excluded_events": ["heartbeat"], "tracked_events": ["order_paid"]}"#).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let (_, settings) = app.get("/v1/analytics/settings", Some(&app.secret_key)).await;
+        assert_eq!(settings["excluded_events"], json!(["heartbeat"]));
+
+        // Stored history keeps its place until the index is rebuilt with the new settings.
+        let app_record = app.store.find_app(&app.app.id).await.unwrap().unwrap();
+        rebuild_index(&app.store, &app_record, |_| {}).await.unwrap();
+        let (_, after) = app.get("/v1/analytics/active", Some(&app.secret_key)).await;
+        assert_eq!(dau(&after), Some(1), "{after}");
     }
 }
