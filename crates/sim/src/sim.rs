@@ -956,8 +956,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_user_fits_in_48_bytes() {
-        assert!(std::mem::size_of::<User>() <= 48);
+    fn users_and_events_stay_small() {
+        assert!(std::mem::size_of::<User>() <= 44);
+        assert!(std::mem::size_of::<SimEvent>() <= 40);
     }
 
     #[test]
