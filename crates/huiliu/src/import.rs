@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use huiliu_domain::events::EventSource;
 use huiliu_domain::FieldError;
-use huiliu_server::ingest::{ingest_raw_events, Rejection};
+use huiliu_server::ingest::{ingest_raw_events, BatchReport, Rejection};
 use huiliu_server::AnyStore;
 use huiliu_store::AppRecord;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Events per transaction: the same size the HTTP benchmark uses.
-const BATCH: usize = 500;
+pub(crate) const BATCH: usize = 500;
 /// Batches being written at once.
 const IN_FLIGHT: usize = 4;
 
@@ -42,9 +42,45 @@ pub struct ImportSummary {
 /// One batch read from the file: event texts by line number, and lines that
 /// could not even be turned into an event object.
 #[derive(Default)]
-struct Chunk {
-    items: Vec<(usize, String)>,
-    unreadable: Vec<Rejection>,
+pub(crate) struct Chunk {
+    pub(crate) items: Vec<(usize, String)>,
+    pub(crate) unreadable: Vec<Rejection>,
+}
+
+/// Writes chunks as they arrive through the ingest path, [`IN_FLIGHT`] batches at
+/// once, answering `each` in the order the chunks were sent.
+pub(crate) async fn write_chunks(
+    store: &AnyStore,
+    app: &AppRecord,
+    receiver: tokio::sync::mpsc::Receiver<anyhow::Result<Chunk>>,
+    mut each: impl FnMut(Vec<Rejection>, BatchReport) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    // PostgreSQL commits the batches in flight in parallel; SQLite's writer folds
+    // them into shared commits.
+    let batches = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let results = batches
+        .map(|chunk| async move {
+            let chunk = chunk?;
+            let items: Vec<(usize, &str)> = chunk
+                .items
+                .iter()
+                .map(|(line, text)| (*line, text.as_str()))
+                .collect();
+            let report =
+                ingest_raw_events(store, app, EventSource::Import, &items, Timestamp::now())
+                    .await
+                    .context("writing a batch to the store")?;
+            anyhow::Ok((chunk.unreadable, report))
+        })
+        .buffered(IN_FLIGHT);
+    let mut results = std::pin::pin!(results);
+    while let Some(result) = results.next().await {
+        let (unreadable, report) = result?;
+        each(unreadable, report)?;
+    }
+    Ok(())
 }
 
 pub async fn run(
@@ -109,29 +145,7 @@ pub async fn run(
         rejected: 0,
         rejects_file: None,
     };
-    // Several batches in flight, answered in file order: PostgreSQL commits them in
-    // parallel, SQLite's writer folds them into shared commits.
-    let batches = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
-    });
-    let results = batches
-        .map(|chunk| async move {
-            let chunk = chunk?;
-            let items: Vec<(usize, &str)> = chunk
-                .items
-                .iter()
-                .map(|(line, text)| (*line, text.as_str()))
-                .collect();
-            let report =
-                ingest_raw_events(store, app, EventSource::Import, &items, Timestamp::now())
-                    .await
-                    .context("writing a batch to the store")?;
-            anyhow::Ok((chunk.unreadable, report))
-        })
-        .buffered(IN_FLIGHT);
-    let mut results = std::pin::pin!(results);
-    while let Some(result) = results.next().await {
-        let (unreadable, report) = result?;
+    write_chunks(store, app, receiver, |unreadable, report| {
         summary.imported += report.accepted;
         summary.duplicates += report.duplicates;
         let mut rejected = unreadable;
@@ -159,7 +173,9 @@ pub async fn run(
             "{} imported, {} duplicates, {} rejected",
             summary.imported, summary.duplicates, summary.rejected
         ));
-    }
+        Ok(())
+    })
+    .await?;
     reader
         .await
         .context("the file reader stopped unexpectedly")?;

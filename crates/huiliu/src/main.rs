@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod demo;
 mod import;
+mod simulate;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -78,6 +80,54 @@ enum Command {
         /// The file to import.
         file: PathBuf,
     },
+    /// Rebuild an app's activity index from its raw events (after changing which
+    /// events count as activity, or to repair it). Ingest may continue meanwhile.
+    Reindex {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long = "app", value_name = "APP_ID")]
+        app_id: String,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Simulate a mini-program's users: write JSONL for `huiliu import`, or with
+    /// --app store the events straight into that app.
+    Simulate {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        simulation: simulate::SimulateArgs,
+        /// Store into this app (in its time zone) instead of writing a file.
+        #[arg(
+            long = "app",
+            value_name = "APP_ID",
+            conflicts_with = "output",
+            required_unless_present = "output"
+        )]
+        app_id: Option<String>,
+        /// Write JSONL here.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Time zone of a JSONL file's days and rhythms (with --output).
+        #[arg(long, default_value = DEFAULT_TIMEZONE)]
+        timezone: String,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Create (or reuse) a demo app with simulated history on the embedded store,
+    /// then serve it: prints the URL and the demo app's API key.
+    Demo {
+        /// The demo's own database [default: sqlite://huiliu-demo.db]
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// API listen address [env: HUILIU_LISTEN; default 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[command(flatten)]
+        demo: demo::DemoArgs,
+    },
     /// Exit 0 when a running server reports ready, 1 otherwise (for container health checks).
     Healthcheck {
         /// The server's base URL (default: http:// + the configured listen address).
@@ -136,8 +186,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen: listen.clone(),
             metrics_listen: metrics_listen.clone(),
         },
+        Command::Demo {
+            database_url,
+            listen,
+            ..
+        } => Overrides {
+            database_url: Some(
+                database_url
+                    .clone()
+                    .unwrap_or_else(|| demo::DEFAULT_DATABASE_URL.to_string()),
+            ),
+            listen: listen.clone(),
+            metrics_listen: Some("off".to_string()),
+        },
         Command::Migrate { store }
         | Command::Import { store, .. }
+        | Command::Reindex { store, .. }
+        | Command::Simulate { store, .. }
         | Command::App {
             command: AppCommand::Create { store, .. } | AppCommand::List { store, .. },
         } => Overrides {
@@ -214,16 +279,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             ..
         } => {
-            let app_id =
-                AppId::parse(&app_id).map_err(|e| anyhow::anyhow!("--app: {}", e.message))?;
             let store = open(&config).await?;
-            let Some(app) = store.find_app(&app_id).await? else {
-                bail!("--app: no app {app_id} in this database (see `huiliu app list`)");
-            };
+            let app = find_app(&store, &app_id).await?;
             let summary = import::run(&store, &app, &file, format, rejects, !quiet).await;
             store.close().await;
             let summary = summary?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Reindex { app_id, quiet, .. } => {
+            let store = open(&config).await?;
+            let app = find_app(&store, &app_id).await?;
+            let progress = if quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new_spinner()
+            };
+            let report = huiliu_server::analytics::rebuild_index(&store, &app, |events| {
+                progress.set_message(format!("{events} events read"));
+                progress.tick();
+            })
+            .await;
+            progress.finish_and_clear();
+            store.close().await;
+            println!("{}", serde_json::to_string(&report?)?);
+        }
+        Command::Simulate {
+            simulation,
+            app_id,
+            output,
+            timezone,
+            quiet,
+            ..
+        } => {
+            let summary = match (app_id, output) {
+                (Some(app_id), _) => {
+                    let store = open(&config).await?;
+                    let app = find_app(&store, &app_id).await?;
+                    let summary = simulate::into_store(&store, &app, &simulation, !quiet).await;
+                    store.close().await;
+                    summary?
+                }
+                (None, Some(path)) => {
+                    let zone = AppTimeZone::parse(&timezone)
+                        .map_err(|e| anyhow::anyhow!("--timezone: {}", e.message))?;
+                    let show = !quiet;
+                    tokio::task::spawn_blocking(move || {
+                        simulate::to_file(&simulation, zone.zone(), &path, show)
+                    })
+                    .await??
+                }
+                (None, None) => bail!("give --app APP_ID or --output FILE"),
+            };
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Demo { demo, .. } => {
+            let store = open(&config).await?;
+            demo::run(&config, store, demo).await?;
         }
         Command::Healthcheck { url } => {
             let base = url.unwrap_or_else(|| format!("http://{}", config.listen));
@@ -248,6 +359,15 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The app named by `--app`, or an error a user can act on.
+async fn find_app(store: &AnyStore, app_id: &str) -> anyhow::Result<huiliu_store::AppRecord> {
+    let app_id = AppId::parse(app_id).map_err(|e| anyhow::anyhow!("--app: {}", e.message))?;
+    match store.find_app(&app_id).await? {
+        Some(app) => Ok(app),
+        None => bail!("--app: no app {app_id} in this database (see `huiliu app list`)"),
+    }
+}
+
 async fn open(config: &Config) -> anyhow::Result<AnyStore> {
     let backend = huiliu_server::backend_of(&config.database_url)?;
     let store = huiliu_server::open_store(&config.database_url)
@@ -263,6 +383,17 @@ async fn open(config: &Config) -> anyhow::Result<AnyStore> {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let store = open(config).await?;
+    serve_state(config, huiliu_server::AppState::new(store), |_| {}).await
+}
+
+/// Binds the configured listeners and serves until SIGTERM or Ctrl-C;
+/// `listening` learns the API's address once it is bound.
+async fn serve_state(
+    config: &Config,
+    state: huiliu_server::AppState,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let store = state.store.clone();
     let api = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -280,9 +411,10 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
         store = store.backend(),
         "huiliu is serving"
     );
+    listening(api.local_addr()?);
     let shutdown = CancellationToken::new();
     tokio::spawn(huiliu_server::cancel_on_signal(shutdown.clone()));
-    huiliu_server::serve(store, api, metrics, shutdown).await?;
+    huiliu_server::serve_with(state, api, metrics, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

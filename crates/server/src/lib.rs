@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This node's in-memory activity indexes, by app.
     pub activity: analytics::ActivityCache,
+    /// The app whose headline numbers `/` shows (the demo); `None` on a normal server.
+    pub home_app: Option<huiliu_store::AppRecord>,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::default()),
             activity: analytics::ActivityCache::default(),
+            home_app: None,
         }
     }
 }
@@ -43,7 +46,23 @@ pub async fn serve(
     metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let state = AppState::new(store.clone());
+    serve_with(
+        AppState::new(store),
+        api_listener,
+        metrics_listener,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with a prepared state (e.g. the demo's home app).
+pub async fn serve_with(
+    state: AppState,
+    api_listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let store = state.store.clone();
     let metrics_task = metrics_listener.map(|listener| {
         let metrics = state.metrics.clone();
         let shutdown = shutdown.clone();

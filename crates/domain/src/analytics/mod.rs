@@ -5,6 +5,7 @@
 pub mod active;
 pub mod day;
 pub mod funnel;
+pub mod headline;
 pub mod index;
 pub mod lifecycle;
 pub mod one_and_done;

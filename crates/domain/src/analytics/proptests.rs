@@ -95,7 +95,7 @@ proptest! {
             for k in 1..=max as i32 {
                 let first = start + k * step;
                 let cell = row.retained[k as usize];
-                if first + step - 1 >= today {
+                if first + step > today {
                     prop_assert_eq!(cell, None);
                     continue;
                 }

@@ -3,6 +3,7 @@
 mod commands;
 mod crash;
 mod import;
+mod simulate;
 
 use std::process::{Command, Output};
 

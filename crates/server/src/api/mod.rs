@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod home;
 pub mod users;
 
 use crate::metrics::track_requests;
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analytics/funnel", get(analytics::get_funnel))
         .route("/v1/analytics/settings", get(analytics::get_settings).put(analytics::put_settings))
         .route("/v1/openapi.json", get(openapi_json))
+        .route("/", get(home::home))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint; see /v1/openapi.json") })
