@@ -7,6 +7,8 @@
 //! COPY) into a bare table. Medians over the rounds are printed as a Markdown table.
 #![forbid(unsafe_code)]
 
+mod analytics;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use huiliu_domain::apps::NewApp;
@@ -49,6 +51,9 @@ enum Command {
         #[arg(long, default_value_t = 50_000)]
         users: usize,
     },
+    /// The activity index on a simulated population: retention, active and
+    /// lifecycle timings beside DuckDB and chDB on the same events.
+    Analytics(analytics::AnalyticsArgs),
     /// Write the same kind of events as JSONL, for timing `huiliu import`.
     Events {
         #[arg(long, default_value_t = 200_000)]
@@ -78,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             users,
         } => (store, events, batch, clients, rounds, users),
+        Command::Analytics(args) => return analytics::run(args),
         Command::Events { events, users, out } => {
             use std::io::Write;
             let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
@@ -88,26 +94,29 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    println!("| store | events/round | batch | clients | HTTP ingest (events/s) | store ingest, no HTTP (events/s) | raw bulk insert, bare table (events/s) | HTTP / raw | raw bulk insert, events indexes (events/s) | HTTP / raw indexed |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | events/round | batch | clients | HTTP ingest (events/s) | HTTP ingest, activity index off (events/s) | index cost | store ingest, no HTTP (events/s) | raw bulk insert, bare table (events/s) | HTTP / raw | raw bulk insert, events indexes (events/s) | HTTP / raw indexed |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for which in [Which::Sqlite, Which::Postgres] {
         if store != Which::Both && store != which {
             continue;
         }
         let (mut http_rates, mut direct_rates, mut raw_rates, mut indexed_rates) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut off_rates = Vec::new();
         for round in 0..rounds {
             let rates = run_round(which, round, events, batch, clients, users).await?;
             eprintln!(
-                "round {round}: http {:.0}, store ingest {:.0}, raw {:.0}, raw indexed {:.0} events/s",
-                rates.http, rates.direct, rates.raw, rates.raw_indexed
+                "round {round}: http {:.0}, http with the index off {:.0}, store ingest {:.0}, raw {:.0}, raw indexed {:.0} events/s",
+                rates.http, rates.http_index_off, rates.direct, rates.raw, rates.raw_indexed
             );
+            off_rates.push(rates.http_index_off);
             http_rates.push(rates.http);
             direct_rates.push(rates.direct);
             raw_rates.push(rates.raw);
             indexed_rates.push(rates.raw_indexed);
         }
         let http = median(&mut http_rates);
+        let off = median(&mut off_rates);
         let direct = median(&mut direct_rates);
         let raw = median(&mut raw_rates);
         let indexed = median(&mut indexed_rates);
@@ -117,7 +126,8 @@ async fn main() -> anyhow::Result<()> {
             "PostgreSQL"
         };
         println!(
-            "| {name} | {events} | {batch} | {clients} | {http:.0} | {direct:.0} | {raw:.0} | {:.0} % | {indexed:.0} | {:.0} % |",
+            "| {name} | {events} | {batch} | {clients} | {http:.0} | {off:.0} | {:+.1} % | {direct:.0} | {raw:.0} | {:.0} % | {indexed:.0} | {:.0} % |",
+            100.0 * (off / http - 1.0),
             100.0 * http / raw,
             100.0 * http / indexed
         );
@@ -127,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
 
 struct Rates {
     http: f64,
+    http_index_off: f64,
     direct: f64,
     raw: f64,
     raw_indexed: f64,
@@ -199,64 +210,26 @@ async fn run_round(
     let app = store.create_app(&plan).await?;
     let bodies = Arc::new(make_batches(round as u64, events, batch, users));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/v1/events", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(huiliu_server::serve(
-        store.clone(),
-        listener,
-        None,
-        shutdown.clone(),
-    ));
-
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (bodies, next, base, key) = (
-            bodies.clone(),
-            next.clone(),
-            base.clone(),
-            plan.secret_key.plaintext.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut accepted = 0u64;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { break };
-                let response = client
-                    .post(&base)
-                    .bearer_auth(&key)
-                    .body(body.clone())
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "ingest answered {}",
-                    response.status()
-                );
-                let answer: serde_json::Value = response.json().await?;
-                accepted += answer["accepted"].as_u64().unwrap_or(0);
-            }
-            anyhow::Ok(accepted)
-        }));
-    }
-    let mut accepted = 0;
-    for task in tasks {
-        accepted += task.await??;
-    }
-    let http_seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        accepted as usize == events,
-        "accepted {accepted} of {events}"
-    );
-    anyhow::ensure!(
-        store.count_events(&app).await? as usize == events,
-        "stored count differs"
-    );
-    shutdown.cancel();
-    server.await??;
+    let http_seconds = http_ingest(&store, &app, &plan, &bodies, clients, events).await?;
+    // The same events into a fresh store whose app counts nothing as activity: the
+    // activity index then gets no rows, which prices index maintenance in the same run.
+    let off_dir = tempfile::tempdir()?;
+    let off_store = open_fresh(which, &off_dir).await?;
+    let off_plan = NewApp::generate("bench-index-off", AppTimeZone::default(), &mut rand::rng())
+        .map_err(anyhow::Error::msg)?;
+    let off_app = off_store.create_app(&off_plan).await?;
+    let off_app = off_store
+        .update_analytics_settings(
+            &off_app,
+            &huiliu_domain::analytics::AnalyticsSettings {
+                activity_events: Some(vec!["bench_index_off".into()]),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let off_seconds =
+        http_ingest(&off_store, &off_app, &off_plan, &bodies, clients, events).await?;
+    drop(off_dir);
 
     // The same rows, parsed outside the timed section, through the raw path.
     // The server closed its store on shutdown; open the database again for the raw path.
@@ -310,8 +283,82 @@ async fn run_round(
     store.close().await;
     Ok(Rates {
         http: events as f64 / http_seconds,
+        http_index_off: events as f64 / off_seconds,
         direct: events as f64 / direct_seconds,
         raw: events as f64 / raw_seconds,
         raw_indexed: events as f64 / indexed_seconds,
     })
+}
+
+/// Posts the batches from `clients` concurrent HTTP clients to a server over
+/// `store` and returns the seconds taken; the server is shut down (and the store
+/// closed) before returning.
+async fn http_ingest(
+    store: &huiliu_server::AnyStore,
+    app: &huiliu_store::AppRecord,
+    plan: &NewApp,
+    bodies: &Arc<Vec<String>>,
+    clients: usize,
+    events: usize,
+) -> anyhow::Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/v1/events", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(huiliu_server::serve(
+        store.clone(),
+        listener,
+        None,
+        shutdown.clone(),
+    ));
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (bodies, next, base, key) = (
+            bodies.clone(),
+            next.clone(),
+            base.clone(),
+            plan.secret_key.plaintext.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut accepted = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let response = client
+                    .post(&base)
+                    .bearer_auth(&key)
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "ingest answered {}",
+                    response.status()
+                );
+                let answer: serde_json::Value = response.json().await?;
+                accepted += answer["accepted"].as_u64().unwrap_or(0);
+            }
+            anyhow::Ok(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await??;
+    }
+    let http_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        accepted as usize == events,
+        "accepted {accepted} of {events}"
+    );
+    anyhow::ensure!(
+        store.count_events(app).await? as usize == events,
+        "stored count differs"
+    );
+    shutdown.cancel();
+    server.await??;
+
+    Ok(http_seconds)
 }
