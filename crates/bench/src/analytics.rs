@@ -203,6 +203,19 @@ pub fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         index.memory_bytes() as f64 / 1e6
     );
 
+    let summary = huiliu_domain::analytics::headline::headline(&index, today);
+    let percent =
+        |share: Option<f64>| share.map_or("—".to_string(), |s| format!("{:.1} %", s * 100.0));
+    println!(
+        "\nScenario figures (read from the index): one-and-done {} (cohorts ≥ 30 days old); day-1 / day-7 / day-30 retention {} / {} / {} (cohorts of the last 60 days); DAU {} · MAU {} on the last day.",
+        percent(summary.one_and_done),
+        percent(summary.retention[0].1),
+        percent(summary.retention[1].1),
+        percent(summary.retention[2].1),
+        summary.dau,
+        summary.mau
+    );
+
     if write_baseline {
         baseline(&args, first, &matrix, n_day_ms)?;
         let _ = std::fs::remove_file(&args.events_file);

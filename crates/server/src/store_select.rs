@@ -144,8 +144,8 @@ impl Store for AnyStore {
         dispatch!(self, s => s.activity_rows(app, cursor))
     }
 
-    async fn compact_activity(&self, app: &AppRecord, max_keys: usize) -> StoreResult<usize> {
-        dispatch!(self, s => s.compact_activity(app, max_keys))
+    async fn compact_activity(&self, app: &AppRecord, max_packed: usize) -> StoreResult<usize> {
+        dispatch!(self, s => s.compact_activity(app, max_packed))
     }
 
     async fn scan_events(

@@ -7,9 +7,11 @@
 //! cursor's horizon, the snapshot's xmin). Applying a row twice is harmless.
 
 use huiliu_domain::analytics::funnel::FunnelEvent;
-use huiliu_domain::analytics::{ActivityDelta, DayBitmap};
+use huiliu_domain::analytics::{
+    merge_rows, pack_rows, rows_from_stored, unpack_rows, ActivityDelta, DayBitmap,
+    PACKED_ROWS_KIND,
+};
 use huiliu_store::{sql, ActivityCursor, ActivityRows, ScannedEvent, StoreError, StoreResult};
-use roaring::RoaringBitmap;
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// Keeps two nodes from compacting one app at once (the other just skips a round).
@@ -20,7 +22,14 @@ pub(crate) async fn write_delta(
     app_seq: i64,
     delta: &ActivityDelta,
 ) -> Result<(), sqlx::Error> {
-    insert_rows(tx, app_seq, &delta.bitmaps).await?;
+    if !delta.bitmaps.is_empty() {
+        sqlx::query("INSERT INTO activity_bitmaps (app_seq, day, kind, event, users) VALUES ($1, 0, $2, '', $3)")
+            .bind(app_seq)
+            .bind(PACKED_ROWS_KIND)
+            .bind(pack_rows(&delta.bitmaps))
+            .execute(&mut **tx)
+            .await?;
+    }
     if !delta.first_active.is_empty() {
         let (users, times): (Vec<i64>, Vec<i64>) = delta
             .first_active
@@ -110,12 +119,10 @@ pub(crate) async fn rows_after(
         .max()
         .unwrap_or(after)
         .max(after);
-    let rows = stored
-        .into_iter()
-        .map(|(_, day, kind, event, users)| {
-            DayBitmap::from_stored(day, kind, event, &users).map_err(StoreError::internal)
-        })
-        .collect::<StoreResult<_>>()?;
+    let mut rows = Vec::with_capacity(stored.len());
+    for (_, day, kind, event, users) in stored {
+        rows.extend(rows_from_stored(day, kind, event, &users).map_err(StoreError::internal)?);
+    }
     Ok(ActivityRows {
         cursor: ActivityCursor {
             generation,
@@ -127,11 +134,14 @@ pub(crate) async fn rows_after(
     })
 }
 
+/// Opens up to `max_packed` packed rows and merges their bitmaps into the one
+/// merged row of each key; returns how many packed rows were consumed.
 pub(crate) async fn compact(
     pool: &PgPool,
     app_seq: i64,
-    max_keys: usize,
+    max_packed: usize,
 ) -> Result<usize, sqlx::Error> {
+    let decode = |e: std::io::Error| sqlx::Error::Decode(Box::new(e));
     let mut tx = pool.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
         .bind(COMPACTION_LOCK_CLASS)
@@ -141,37 +151,51 @@ pub(crate) async fn compact(
     if !locked {
         return Ok(0);
     }
-    let keys: Vec<(i32, i16, String)> = sqlx::query_as(sql::SPLIT_ACTIVITY_KEYS)
+    let packed: Vec<(i64, Vec<u8>)> = sqlx::query_as(sql::PACKED_ACTIVITY_ROWS)
         .bind(app_seq)
-        .bind(max_keys as i64)
+        .bind(max_packed as i64)
         .fetch_all(&mut *tx)
         .await?;
-    let mut merged_rows = Vec::with_capacity(keys.len());
-    for (day, kind, event) in &keys {
-        // Deletes exactly the rows this transaction sees; rows committed meanwhile stay.
-        let parts: Vec<Vec<u8>> = sqlx::query_scalar(
-            "DELETE FROM activity_bitmaps WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4
+    if packed.is_empty() {
+        return Ok(0);
+    }
+    let seqs: Vec<i64> = packed.iter().map(|(seq, _)| *seq).collect();
+    sqlx::query("DELETE FROM activity_bitmaps WHERE seq = ANY($1)")
+        .bind(&seqs)
+        .execute(&mut *tx)
+        .await?;
+    let mut rows = Vec::new();
+    for (_, bytes) in &packed {
+        rows.extend(unpack_rows(bytes).map_err(decode)?);
+    }
+    let mut merged = Vec::new();
+    for row in merge_rows(rows) {
+        let existing: Vec<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM activity_bitmaps
+             WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4 AND kind <> 3
              RETURNING users",
         )
         .bind(app_seq)
-        .bind(day)
-        .bind(kind)
-        .bind(event)
+        .bind(row.day.number())
+        .bind(row.kind.code())
+        .bind(&row.event)
         .fetch_all(&mut *tx)
         .await?;
-        let mut users = RoaringBitmap::new();
-        for bytes in &parts {
-            users |= RoaringBitmap::deserialize_from(&bytes[..])
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let mut parts = Vec::with_capacity(existing.len() + 1);
+        for bytes in &existing {
+            parts.push(
+                DayBitmap::from_stored(row.day.number(), row.kind.code(), row.event.clone(), bytes)
+                    .map_err(decode)?,
+            );
         }
-        merged_rows.push(
-            DayBitmap::from_parts(*day, *kind, event.clone(), users)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        );
+        parts.push(row);
+        merged.extend(merge_rows(parts));
     }
-    insert_rows(&mut tx, app_seq, &merged_rows).await?;
+    for chunk in merged.chunks(256) {
+        insert_rows(&mut tx, app_seq, chunk).await?;
+    }
     tx.commit().await?;
-    Ok(keys.len())
+    Ok(packed.len())
 }
 
 pub(crate) async fn horizon(pool: &PgPool) -> StoreResult<i64> {

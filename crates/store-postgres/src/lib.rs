@@ -233,8 +233,8 @@ impl Store for PostgresStore {
         activity::rows_after(&self.pool, app.store_key, cursor).await
     }
 
-    async fn compact_activity(&self, app: &AppRecord, max_keys: usize) -> StoreResult<usize> {
-        with_retries(|| activity::compact(&self.pool, app.store_key, max_keys)).await
+    async fn compact_activity(&self, app: &AppRecord, max_packed: usize) -> StoreResult<usize> {
+        with_retries(|| activity::compact(&self.pool, app.store_key, max_packed)).await
     }
 
     async fn scan_events(

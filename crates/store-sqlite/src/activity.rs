@@ -6,14 +6,22 @@
 
 use crate::writer::to_store_error;
 use huiliu_domain::analytics::funnel::FunnelEvent;
-use huiliu_domain::analytics::{ActivityDelta, DayBitmap};
+use huiliu_domain::analytics::{
+    merge_rows, pack_rows, rows_from_stored, unpack_rows, ActivityDelta, DayBitmap,
+    PACKED_ROWS_KIND,
+};
 use huiliu_store::{sql, ActivityCursor, ActivityRows, ScannedEvent, StoreError, StoreResult};
-use roaring::RoaringBitmap;
 use rusqlite::{params, Connection};
 use sqlx::SqlitePool;
 
 pub(crate) fn write_delta(tx: &Connection, app_seq: i64, delta: &ActivityDelta) -> StoreResult<()> {
-    insert_rows(tx, app_seq, &delta.bitmaps)?;
+    if !delta.bitmaps.is_empty() {
+        tx.prepare_cached(
+            "INSERT INTO activity_bitmaps (app_seq, day, kind, event, users) VALUES (?1, 0, ?2, '', ?3)",
+        )
+        .and_then(|mut insert| insert.execute(params![app_seq, PACKED_ROWS_KIND, pack_rows(&delta.bitmaps)]))
+        .map_err(to_store_error)?;
+    }
     let mut lower = tx
         .prepare_cached(
             "UPDATE users SET first_active_us = ?3 WHERE app_seq = ?1 AND user_index = ?2
@@ -50,10 +58,6 @@ fn insert_rows(tx: &Connection, app_seq: i64, rows: &[DayBitmap]) -> StoreResult
 
 type StoredRow = (i64, i32, i16, String, Vec<u8>);
 
-fn to_bitmap((_, day, kind, event, users): StoredRow) -> StoreResult<DayBitmap> {
-    DayBitmap::from_stored(day, kind, event, &users).map_err(StoreError::internal)
-}
-
 pub(crate) async fn rows_after(
     reader: &SqlitePool,
     app_seq: i64,
@@ -84,48 +88,65 @@ pub(crate) async fn rows_after(
             horizon: 0,
         },
         reset,
-        rows: stored
-            .into_iter()
-            .map(to_bitmap)
-            .collect::<StoreResult<_>>()?,
+        rows: opened(stored)?,
     })
 }
 
-/// Merges the rows of up to `max_keys` split keys, each key in place of its rows.
-pub(crate) fn compact(tx: &Connection, app_seq: i64, max_keys: usize) -> StoreResult<usize> {
-    let keys: Vec<(i32, i16, String)> = {
-        let mut find = tx
-            .prepare_cached(sql::SPLIT_ACTIVITY_KEYS)
-            .map_err(to_store_error)?;
-        let rows = find
-            .query_map(params![app_seq, max_keys as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(to_store_error)?;
-        rows.collect::<Result<_, _>>().map_err(to_store_error)?
-    };
-    for (day, kind, event) in &keys {
-        let mut read = tx
-            .prepare_cached(sql::ACTIVITY_ROWS_OF_KEY)
-            .map_err(to_store_error)?;
-        let parts: Vec<(i64, Vec<u8>)> = read
-            .query_map(params![app_seq, day, kind, event], |r| {
+/// Rows as stored, with packed batches opened.
+fn opened(stored: Vec<StoredRow>) -> StoreResult<Vec<DayBitmap>> {
+    let mut rows = Vec::with_capacity(stored.len());
+    for (_, day, kind, event, users) in stored {
+        rows.extend(rows_from_stored(day, kind, event, &users).map_err(StoreError::internal)?);
+    }
+    Ok(rows)
+}
+
+/// Opens up to `max_packed` packed rows and merges their bitmaps into the one
+/// merged row of each key; returns how many packed rows were consumed.
+pub(crate) fn compact(tx: &Connection, app_seq: i64, max_packed: usize) -> StoreResult<usize> {
+    let packed: Vec<(i64, Vec<u8>)> = tx
+        .prepare_cached(sql::PACKED_ACTIVITY_ROWS)
+        .and_then(|mut find| {
+            find.query_map(params![app_seq, max_packed as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(to_store_error)?
-            .collect::<Result<_, _>>()
+            })?
+            .collect()
+        })
+        .map_err(to_store_error)?;
+    let mut rows = Vec::new();
+    for (seq, bytes) in &packed {
+        rows.extend(unpack_rows(bytes).map_err(StoreError::internal)?);
+        tx.execute("DELETE FROM activity_bitmaps WHERE seq = ?1", [seq])
             .map_err(to_store_error)?;
-        let mut merged = RoaringBitmap::new();
-        for (seq, bytes) in &parts {
-            merged |= RoaringBitmap::deserialize_from(&bytes[..]).map_err(StoreError::internal)?;
+    }
+    let mut merged = Vec::new();
+    for row in merge_rows(rows) {
+        let key = params![app_seq, row.day.number(), row.kind.code(), row.event];
+        let existing: Vec<(i64, Vec<u8>)> = tx
+            .prepare_cached(sql::ACTIVITY_ROWS_OF_KEY)
+            .and_then(|mut read| {
+                read.query_map(key, |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(to_store_error)?;
+        let mut parts = vec![row.clone()];
+        for (seq, bytes) in existing {
+            parts.push(
+                DayBitmap::from_stored(
+                    row.day.number(),
+                    row.kind.code(),
+                    row.event.clone(),
+                    &bytes,
+                )
+                .map_err(StoreError::internal)?,
+            );
             tx.execute("DELETE FROM activity_bitmaps WHERE seq = ?1", [seq])
                 .map_err(to_store_error)?;
         }
-        let row = DayBitmap::from_parts(*day, *kind, event.clone(), merged)
-            .map_err(StoreError::internal)?;
-        insert_rows(tx, app_seq, std::slice::from_ref(&row))?;
+        merged.extend(merge_rows(parts));
     }
-    Ok(keys.len())
+    insert_rows(tx, app_seq, &merged)?;
+    Ok(packed.len())
 }
 
 pub(crate) async fn horizon(reader: &SqlitePool, app_seq: i64) -> StoreResult<i64> {

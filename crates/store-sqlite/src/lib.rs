@@ -271,10 +271,10 @@ impl Store for SqliteStore {
         activity::rows_after(&self.reader, app.store_key, cursor).await
     }
 
-    async fn compact_activity(&self, app: &AppRecord, max_keys: usize) -> StoreResult<usize> {
+    async fn compact_activity(&self, app: &AppRecord, max_packed: usize) -> StoreResult<usize> {
         let app_seq = app.store_key;
         self.writer
-            .write(move |tx| activity::compact(tx, app_seq, max_keys))
+            .write(move |tx| activity::compact(tx, app_seq, max_packed))
             .await
     }
 

@@ -110,13 +110,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         cursor: ActivityCursor,
     ) -> impl Future<Output = StoreResult<ActivityRows>> + Send;
 
-    /// Merges index rows that share a day, kind and event into one row, at most
-    /// `max_keys` keys per call; returns how many keys were merged. Safe beside
-    /// concurrent ingest and other nodes compacting.
+    /// Opens up to `max_packed` packed batch rows (oldest first) and merges their
+    /// bitmaps into one row per day, kind and event; returns how many packed rows
+    /// were merged. Safe beside concurrent ingest and other nodes compacting.
     fn compact_activity(
         &self,
         app: &AppRecord,
-        max_keys: usize,
+        max_packed: usize,
     ) -> impl Future<Output = StoreResult<usize>> + Send;
 
     /// Events after `after_seq` in stored order, at most `limit`: a rebuild reads the app with this.

@@ -49,10 +49,10 @@ pub const APP_INDEX_STATE: &str = "SELECT analytics, index_generation FROM apps 
 pub const SCAN_EVENTS: &str = "SELECT seq, user_index, time_us, name FROM events
     WHERE app_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// (day, kind, event) keys of app $1 stored in more than one row: what compaction merges.
-pub const SPLIT_ACTIVITY_KEYS: &str = "SELECT day, kind, event FROM activity_bitmaps
-    WHERE app_seq = $1 GROUP BY day, kind, event HAVING count(*) > 1 LIMIT $2";
+/// The oldest packed rows (seq, users) of app $1, at most $2: what compaction opens.
+pub const PACKED_ACTIVITY_ROWS: &str = "SELECT seq, users FROM activity_bitmaps
+    WHERE app_seq = $1 AND kind = 3 ORDER BY seq LIMIT $2";
 
-/// The rows (seq, users) of one key of app $1: day $2, kind $3, event $4.
+/// The merged rows (seq, users) of one key of app $1: day $2, kind $3, event $4.
 pub const ACTIVITY_ROWS_OF_KEY: &str = "SELECT seq, users FROM activity_bitmaps
-    WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4";
+    WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4 AND kind <> 3";

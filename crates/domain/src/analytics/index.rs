@@ -90,6 +90,102 @@ impl DayBitmap {
     }
 }
 
+/// The stored kind code of a row that packs many [`DayBitmap`]s (a batch's delta)
+/// into one blob: one insert per batch however many days it touches.
+pub const PACKED_ROWS_KIND: i16 = 3;
+
+const PACK_VERSION: u8 = 1;
+
+/// Packs rows into one blob: a version byte, then per row its day (i32), kind
+/// (i16), event name length (u16) and bytes, bitmap length (u32) and portable
+/// roaring bytes, all little-endian.
+pub fn pack_rows(rows: &[DayBitmap]) -> Vec<u8> {
+    let mut out = vec![PACK_VERSION];
+    for row in rows {
+        out.extend_from_slice(&row.day.number().to_le_bytes());
+        out.extend_from_slice(&row.kind.code().to_le_bytes());
+        out.extend_from_slice(&(row.event.len() as u16).to_le_bytes());
+        out.extend_from_slice(row.event.as_bytes());
+        out.extend_from_slice(&(row.users.serialized_size() as u32).to_le_bytes());
+        row.users
+            .serialize_into(&mut out)
+            .expect("writing to a Vec cannot fail");
+    }
+    out
+}
+
+/// Reverses [`pack_rows`].
+pub fn unpack_rows(bytes: &[u8]) -> io::Result<Vec<DayBitmap>> {
+    fn bad(what: &str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, format!("packed rows: {what}"))
+    }
+    fn take<'b>(rest: &mut &'b [u8], n: usize) -> io::Result<&'b [u8]> {
+        if rest.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    fn number<const N: usize>(rest: &mut &[u8]) -> io::Result<[u8; N]> {
+        Ok(take(rest, N)?.try_into().expect("take returns N bytes"))
+    }
+    let (&version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+    if version != PACK_VERSION {
+        return Err(bad("unknown version"));
+    }
+    let mut rows = Vec::new();
+    while !rest.is_empty() {
+        let day = i32::from_le_bytes(number(&mut rest)?);
+        let kind = i16::from_le_bytes(number(&mut rest)?);
+        let name_len = u16::from_le_bytes(number(&mut rest)?) as usize;
+        let event = String::from_utf8(take(&mut rest, name_len)?.to_vec())
+            .map_err(|_| bad("event name"))?;
+        let bitmap_len = u32::from_le_bytes(number(&mut rest)?) as usize;
+        rows.push(DayBitmap::from_stored(
+            day,
+            kind,
+            event,
+            take(&mut rest, bitmap_len)?,
+        )?);
+    }
+    Ok(rows)
+}
+
+/// Unions rows that share a day, kind and event: compaction's merge.
+pub fn merge_rows(rows: impl IntoIterator<Item = DayBitmap>) -> Vec<DayBitmap> {
+    let mut merged: BTreeMap<(LocalDay, BitmapKind, String), RoaringBitmap> = BTreeMap::new();
+    for row in rows {
+        union_into(
+            merged.entry((row.day, row.kind, row.event)).or_default(),
+            row.users,
+        );
+    }
+    merged
+        .into_iter()
+        .map(|((day, kind, event), users)| DayBitmap {
+            day,
+            kind,
+            event,
+            users,
+        })
+        .collect()
+}
+
+/// Rows as a store keeps them: a packed batch (kind [`PACKED_ROWS_KIND`]) opens into its rows.
+pub fn rows_from_stored(
+    day: i32,
+    kind: i16,
+    event: String,
+    bytes: &[u8],
+) -> io::Result<Vec<DayBitmap>> {
+    if kind == PACKED_ROWS_KIND {
+        unpack_rows(bytes)
+    } else {
+        DayBitmap::from_stored(day, kind, event, bytes).map(|row| vec![row])
+    }
+}
+
 /// What one batch of stored events adds to the index, and the users whose
 /// earliest known activity moved earlier.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -419,6 +515,23 @@ mod tests {
             .iter()
             .all(|b| b.kind != BitmapKind::FirstActive));
         assert!(later.first_active.is_empty());
+    }
+
+    #[test]
+    fn packed_rows_unpack_to_the_same_rows() {
+        let delta = build(
+            &[
+                (3, MONDAY_US, "order_paid"),
+                (4, MONDAY_US + 2 * DAY_US, "app_launch"),
+            ],
+            &HashMap::new(),
+        );
+        let packed = pack_rows(&delta.bitmaps);
+        assert_eq!(unpack_rows(&packed).unwrap(), delta.bitmaps);
+        assert_eq!(unpack_rows(&pack_rows(&[])).unwrap(), vec![]);
+        assert!(unpack_rows(&packed[..packed.len() - 1]).is_err());
+        assert!(unpack_rows(&[9]).is_err());
+        assert!(unpack_rows(&[]).is_err());
     }
 
     #[test]

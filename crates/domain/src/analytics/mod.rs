@@ -16,6 +16,9 @@ pub mod retention;
 pub mod settings;
 
 pub use day::LocalDay;
-pub use index::{ActivityDelta, ActivityIndex, BitmapKind, DayBitmap, DeltaBuilder};
+pub use index::{
+    merge_rows, pack_rows, rows_from_stored, unpack_rows, ActivityDelta, ActivityIndex, BitmapKind,
+    DayBitmap, DeltaBuilder, PACKED_ROWS_KIND,
+};
 pub use range::{DayRange, Period};
 pub use settings::AnalyticsSettings;

@@ -1,25 +1,26 @@
-//! Every batch of events writes a few small index rows; compaction merges the
-//! rows of each (day, kind, event) into one so that loading an index reads about
-//! one row per day and kind. Any node may run it; on PostgreSQL an advisory lock
+//! Every batch of events writes one packed index row; compaction opens packed
+//! rows and merges their bitmaps into one row per (day, kind, event), so that
+//! loading an index reads about one row per day and kind. Any node may run it; on PostgreSQL an advisory lock
 //! lets one node at a time work on an app.
 
 use huiliu_store::{AppRecord, Store, StoreResult};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Keys merged per transaction: bounds how long one compaction holds the writer.
-const KEYS_PER_ROUND: usize = 64;
+/// Packed batch rows opened per transaction: bounds how long one compaction
+/// holds the writer (SQLite) or its locks.
+const ROWS_PER_ROUND: usize = 256;
 
 /// How often each node looks for rows to merge.
 pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Merges all of an app's split rows; returns how many keys were merged.
+/// Merges all of an app's packed rows; returns how many were merged.
 pub async fn compact_app<S: Store>(store: &S, app: &AppRecord) -> StoreResult<usize> {
     let mut merged = 0;
     loop {
-        let round = store.compact_activity(app, KEYS_PER_ROUND).await?;
+        let round = store.compact_activity(app, ROWS_PER_ROUND).await?;
         merged += round;
-        if round < KEYS_PER_ROUND {
+        if round < ROWS_PER_ROUND {
             return Ok(merged);
         }
     }
