@@ -121,7 +121,7 @@ pub fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     }
     let generation_seconds = generation.elapsed().as_secs_f64() - index_seconds;
     let started = Instant::now();
-    let delta = builder.finish(|_| None);
+    let delta = builder.finish();
     let mut index = ActivityIndex::default();
     for row in delta.bitmaps {
         index.apply(row);

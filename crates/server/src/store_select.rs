@@ -166,9 +166,8 @@ impl Store for AnyStore {
         app: &AppRecord,
         horizon: i64,
         rows: Vec<DayBitmap>,
-        first_active: Vec<(u32, i64)>,
     ) -> StoreResult<()> {
-        dispatch!(self, s => s.replace_activity(app, horizon, rows, first_active))
+        dispatch!(self, s => s.replace_activity(app, horizon, rows))
     }
 
     async fn funnel_events(

@@ -8,12 +8,6 @@ ALTER TABLE apps ADD COLUMN analytics TEXT NOT NULL DEFAULT '{}';
 -- Moves on each rebuild of the app's index, telling readers to start over.
 ALTER TABLE apps ADD COLUMN index_generation BIGINT NOT NULL DEFAULT 0;
 
--- The user's earliest activity event time; NULL before any. Only ever lowered by ingest.
-ALTER TABLE users ADD COLUMN first_active_us BIGINT;
-UPDATE users SET first_active_us = (
-    SELECT min(e.time_us) FROM events e
-    WHERE e.app_seq = users.app_seq AND e.user_index = users.user_index AND e.name NOT LIKE '$%');
-
 CREATE TABLE activity_bitmaps (
     seq     BIGSERIAL PRIMARY KEY,
     app_seq BIGINT NOT NULL REFERENCES apps (seq),

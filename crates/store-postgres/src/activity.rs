@@ -8,8 +8,8 @@
 
 use huiliu_domain::analytics::funnel::FunnelEvent;
 use huiliu_domain::analytics::{
-    merge_rows, pack_rows, rows_from_stored, unpack_rows, ActivityDelta, DayBitmap,
-    PACKED_ROWS_KIND,
+    merge_packed, merge_rows, open_stored, pack_rows, resolve_first_active, ActivityDelta,
+    BitmapKind, DayBitmap, PACKED_ROWS_KIND,
 };
 use huiliu_store::{sql, ActivityCursor, ActivityRows, ScannedEvent, StoreError, StoreResult};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -23,29 +23,12 @@ pub(crate) async fn write_delta(
     delta: &ActivityDelta,
 ) -> Result<(), sqlx::Error> {
     if !delta.bitmaps.is_empty() {
-        sqlx::query("INSERT INTO activity_bitmaps (app_seq, day, kind, event, users) VALUES ($1, 0, $2, '', $3)")
-            .bind(app_seq)
-            .bind(PACKED_ROWS_KIND)
-            .bind(pack_rows(&delta.bitmaps))
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !delta.first_active.is_empty() {
-        let (users, times): (Vec<i64>, Vec<i64>) = delta
-            .first_active
-            .iter()
-            .map(|&(user, micros)| (i64::from(user), micros))
-            .unzip();
-        // Sorted by user index (the delta's order), so concurrent batches lock rows in one order.
         sqlx::query(
-            "UPDATE users u SET first_active_us = v.t
-             FROM UNNEST($2::int8[], $3::int8[]) AS v (i, t)
-             WHERE u.app_seq = $1 AND u.user_index = v.i
-               AND (u.first_active_us IS NULL OR u.first_active_us > v.t)",
+            "INSERT INTO activity_bitmaps (app_seq, day, kind, event, users) VALUES ($1, 0, $2, '', $3)",
         )
         .bind(app_seq)
-        .bind(&users)
-        .bind(&times)
+        .bind(PACKED_ROWS_KIND)
+        .bind(pack_rows(&delta.bitmaps))
         .execute(&mut **tx)
         .await?;
     }
@@ -119,10 +102,12 @@ pub(crate) async fn rows_after(
         .max()
         .unwrap_or(after)
         .max(after);
-    let mut rows = Vec::with_capacity(stored.len());
-    for (_, day, kind, event, users) in stored {
-        rows.extend(rows_from_stored(day, kind, event, &users).map_err(StoreError::internal)?);
-    }
+    let rows = open_stored(
+        stored
+            .iter()
+            .map(|(_, day, kind, event, users)| (*day, *kind, event.clone(), &users[..])),
+    )
+    .map_err(StoreError::internal)?;
     Ok(ActivityRows {
         cursor: ActivityCursor {
             generation,
@@ -164,12 +149,13 @@ pub(crate) async fn compact(
         .bind(&seqs)
         .execute(&mut *tx)
         .await?;
-    let mut rows = Vec::new();
-    for (_, bytes) in &packed {
-        rows.extend(unpack_rows(bytes).map_err(decode)?);
-    }
+    let (first_active, others): (Vec<_>, Vec<_>) =
+        merge_packed(packed.iter().map(|(_, bytes)| &bytes[..]))
+            .map_err(decode)?
+            .into_iter()
+            .partition(|row| row.kind == BitmapKind::FirstActive);
     let mut merged = Vec::new();
-    for row in merge_rows(rows) {
+    for row in others {
         let existing: Vec<Vec<u8>> = sqlx::query_scalar(
             "DELETE FROM activity_bitmaps
              WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4 AND kind <> 3
@@ -190,6 +176,37 @@ pub(crate) async fn compact(
         }
         parts.push(row);
         merged.extend(merge_rows(parts));
+    }
+    if !first_active.is_empty() {
+        // Candidates are resolved against every stored first-active row: each
+        // user stays on their earliest day only.
+        let stored: Vec<(i64, i32, Vec<u8>)> = sqlx::query_as(sql::STORED_FIRST_ACTIVE)
+            .bind(app_seq)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut stored_rows = Vec::with_capacity(stored.len());
+        for (_, day, bytes) in &stored {
+            stored_rows.push(
+                DayBitmap::from_stored(*day, BitmapKind::FirstActive.code(), String::new(), bytes)
+                    .map_err(decode)?,
+            );
+        }
+        let mut replaced = Vec::new();
+        for row in resolve_first_active(stored_rows, first_active) {
+            replaced.extend(
+                stored
+                    .iter()
+                    .filter(|(_, day, _)| *day == row.day.number())
+                    .map(|(seq, _, _)| *seq),
+            );
+            if !row.users.is_empty() {
+                merged.push(row);
+            }
+        }
+        sqlx::query("DELETE FROM activity_bitmaps WHERE seq = ANY($1)")
+            .bind(&replaced)
+            .execute(&mut *tx)
+            .await?;
     }
     for chunk in merged.chunks(256) {
         insert_rows(&mut tx, app_seq, chunk).await?;
@@ -213,9 +230,14 @@ pub(crate) async fn replace(
     app_seq: i64,
     horizon: i64,
     rows: &[DayBitmap],
-    first_active: &[(u32, i64)],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // Waits for a compaction of the app to finish, and keeps new ones out.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(COMPACTION_LOCK_CLASS)
+        .bind(app_seq as i32)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM activity_bitmaps WHERE app_seq = $1 AND xact < $2")
         .bind(app_seq)
         .bind(horizon)
@@ -223,24 +245,6 @@ pub(crate) async fn replace(
         .await?;
     for chunk in rows.chunks(256) {
         insert_rows(&mut tx, app_seq, chunk).await?;
-    }
-    sqlx::query("UPDATE users SET first_active_us = NULL WHERE app_seq = $1 AND first_active_us IS NOT NULL")
-        .bind(app_seq)
-        .execute(&mut *tx)
-        .await?;
-    for chunk in first_active.chunks(50_000) {
-        let (users, times): (Vec<i64>, Vec<i64>) =
-            chunk.iter().map(|&(u, t)| (i64::from(u), t)).unzip();
-        sqlx::query(
-            "UPDATE users u SET first_active_us = v.t
-             FROM UNNEST($2::int8[], $3::int8[]) AS v (i, t)
-             WHERE u.app_seq = $1 AND u.user_index = v.i",
-        )
-        .bind(app_seq)
-        .bind(&users)
-        .bind(&times)
-        .execute(&mut *tx)
-        .await?;
     }
     sqlx::query("UPDATE apps SET index_generation = index_generation + 1 WHERE seq = $1")
         .bind(app_seq)

@@ -2,7 +2,7 @@
 
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
-use huiliu_store::batch::{activity_delta, distinct_users, raw_user_indexes, KnownUser, RawTable};
+use huiliu_store::batch::{activity_delta, distinct_users, raw_user_indexes, RawTable};
 use huiliu_store::{AppRecord, IngestOutcome, StoreResult};
 use jiff::Timestamp;
 use sqlx::postgres::PgPoolCopyExt;
@@ -34,7 +34,7 @@ pub(crate) async fn ingest(
     let mut props = Vec::with_capacity(events.len());
     for event in events {
         ids.push(event.id.as_str());
-        indexes.push(index_of[event.user_id.as_str()].index);
+        indexes.push(index_of[event.user_id.as_str()]);
         names.push(event.name.as_str());
         times.push(to_micros(event.time));
         props.push(event.props.as_str());
@@ -55,16 +55,11 @@ pub(crate) async fn ingest(
     .bind(to_micros(Timestamp::now()))
     .fetch_all(&mut *tx)
     .await?;
-    let first_active: HashMap<u32, i64> = index_of
-        .values()
-        .filter_map(|user| Some((user.index as u32, user.first_active_us?)))
-        .collect();
     let delta = activity_delta(
         app,
         accepted
             .iter()
             .map(|(index, time_us, name)| (*index, *time_us, name.as_str())),
-        |user| first_active.get(&user).copied(),
     );
     crate::activity::write_delta(&mut tx, app_seq, &delta).await?;
     tx.commit().await?;
@@ -82,7 +77,7 @@ pub(crate) async fn resolve_user_indexes<'a>(
     tx: &mut Transaction<'static, Postgres>,
     app_seq: i64,
     users: &[&'a str],
-) -> Result<HashMap<&'a str, KnownUser>, sqlx::Error> {
+) -> Result<HashMap<&'a str, i64>, sqlx::Error> {
     let mut index_of = lookup(tx, app_seq, users, HashMap::with_capacity(users.len())).await?;
     if index_of.len() == users.len() {
         return Ok(index_of);
@@ -121,15 +116,7 @@ pub(crate) async fn resolve_user_indexes<'a>(
         .bind(next + new_users.len() as i64)
         .execute(&mut **tx)
         .await?;
-    index_of.extend(new_users.into_iter().zip(new_indexes).map(|(user, index)| {
-        (
-            user,
-            KnownUser {
-                index,
-                first_active_us: None,
-            },
-        )
-    }));
+    index_of.extend(new_users.into_iter().zip(new_indexes));
     Ok(index_of)
 }
 
@@ -137,13 +124,13 @@ async fn lookup<'a>(
     tx: &mut Transaction<'static, Postgres>,
     app_seq: i64,
     users: &[&'a str],
-    mut found: HashMap<&'a str, KnownUser>,
-) -> Result<HashMap<&'a str, KnownUser>, sqlx::Error> {
+    mut found: HashMap<&'a str, i64>,
+) -> Result<HashMap<&'a str, i64>, sqlx::Error> {
     // A join on UNNEST rather than `= ANY($2)`: once the statement is prepared, the
     // generic plan for ANY over an array parameter degrades to scanning the index
     // range of the whole app (tens of milliseconds per batch at 50k users).
-    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT u.user_id, u.user_index, u.first_active_us FROM UNNEST($2::text[]) AS w (user_id)
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT u.user_id, u.user_index FROM UNNEST($2::text[]) AS w (user_id)
          JOIN users u ON u.app_seq = $1 AND u.user_id = w.user_id",
     )
     .bind(app_seq)
@@ -151,15 +138,9 @@ async fn lookup<'a>(
     .fetch_all(&mut **tx)
     .await?;
     let wanted: HashMap<&str, &'a str> = users.iter().map(|u| (*u, *u)).collect();
-    for (user_id, index, first_active_us) in rows {
+    for (user_id, index) in rows {
         if let Some(user) = wanted.get(user_id.as_str()) {
-            found.insert(
-                user,
-                KnownUser {
-                    index,
-                    first_active_us,
-                },
-            );
+            found.insert(user, index);
         }
     }
     Ok(found)

@@ -255,10 +255,8 @@ impl Store for PostgresStore {
         app: &AppRecord,
         horizon: i64,
         rows: Vec<DayBitmap>,
-        first_active: Vec<(u32, i64)>,
     ) -> StoreResult<()> {
-        with_retries(|| activity::replace(&self.pool, app.store_key, horizon, &rows, &first_active))
-            .await
+        with_retries(|| activity::replace(&self.pool, app.store_key, horizon, &rows)).await
     }
 
     async fn funnel_events(

@@ -8,12 +8,6 @@ ALTER TABLE apps ADD COLUMN analytics TEXT NOT NULL DEFAULT '{}';
 -- Moves on each rebuild of the app's index, telling readers to start over.
 ALTER TABLE apps ADD COLUMN index_generation INTEGER NOT NULL DEFAULT 0;
 
--- The user's earliest activity event time; NULL before any. Only ever lowered by ingest.
-ALTER TABLE users ADD COLUMN first_active_us INTEGER;
-UPDATE users SET first_active_us = (
-    SELECT min(e.time_us) FROM events e
-    WHERE e.app_seq = users.app_seq AND e.user_index = users.user_index AND e.name NOT LIKE '$%');
-
 CREATE TABLE activity_bitmaps (
     -- AUTOINCREMENT: a seq is never reused after compaction deletes the newest rows,
     -- so readers can follow the table by seq

@@ -7,32 +7,24 @@
 use crate::writer::to_store_error;
 use huiliu_domain::analytics::funnel::FunnelEvent;
 use huiliu_domain::analytics::{
-    merge_rows, pack_rows, rows_from_stored, unpack_rows, ActivityDelta, DayBitmap,
-    PACKED_ROWS_KIND,
+    merge_packed, merge_rows, open_stored, pack_rows, resolve_first_active, ActivityDelta,
+    BitmapKind, DayBitmap, PACKED_ROWS_KIND,
 };
 use huiliu_store::{sql, ActivityCursor, ActivityRows, ScannedEvent, StoreError, StoreResult};
 use rusqlite::{params, Connection};
 use sqlx::SqlitePool;
 
 pub(crate) fn write_delta(tx: &Connection, app_seq: i64, delta: &ActivityDelta) -> StoreResult<()> {
-    if !delta.bitmaps.is_empty() {
-        tx.prepare_cached(
-            "INSERT INTO activity_bitmaps (app_seq, day, kind, event, users) VALUES (?1, 0, ?2, '', ?3)",
-        )
-        .and_then(|mut insert| insert.execute(params![app_seq, PACKED_ROWS_KIND, pack_rows(&delta.bitmaps)]))
-        .map_err(to_store_error)?;
+    if delta.bitmaps.is_empty() {
+        return Ok(());
     }
-    let mut lower = tx
-        .prepare_cached(
-            "UPDATE users SET first_active_us = ?3 WHERE app_seq = ?1 AND user_index = ?2
-             AND (first_active_us IS NULL OR first_active_us > ?3)",
-        )
-        .map_err(to_store_error)?;
-    for &(user, micros) in &delta.first_active {
-        lower
-            .execute(params![app_seq, i64::from(user), micros])
-            .map_err(to_store_error)?;
-    }
+    tx.prepare_cached(
+        "INSERT INTO activity_bitmaps (app_seq, day, kind, event, users) VALUES (?1, 0, ?2, '', ?3)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![app_seq, PACKED_ROWS_KIND, pack_rows(&delta.bitmaps)])
+    })
+    .map_err(to_store_error)?;
     Ok(())
 }
 
@@ -94,11 +86,12 @@ pub(crate) async fn rows_after(
 
 /// Rows as stored, with packed batches opened.
 fn opened(stored: Vec<StoredRow>) -> StoreResult<Vec<DayBitmap>> {
-    let mut rows = Vec::with_capacity(stored.len());
-    for (_, day, kind, event, users) in stored {
-        rows.extend(rows_from_stored(day, kind, event, &users).map_err(StoreError::internal)?);
-    }
-    Ok(rows)
+    open_stored(
+        stored
+            .iter()
+            .map(|(_, day, kind, event, users)| (*day, *kind, event.clone(), &users[..])),
+    )
+    .map_err(StoreError::internal)
 }
 
 /// Opens up to `max_packed` packed rows and merges their bitmaps into the one
@@ -113,14 +106,16 @@ pub(crate) fn compact(tx: &Connection, app_seq: i64, max_packed: usize) -> Store
             .collect()
         })
         .map_err(to_store_error)?;
-    let mut rows = Vec::new();
-    for (seq, bytes) in &packed {
-        rows.extend(unpack_rows(bytes).map_err(StoreError::internal)?);
-        tx.execute("DELETE FROM activity_bitmaps WHERE seq = ?1", [seq])
-            .map_err(to_store_error)?;
+    for (seq, _) in &packed {
+        delete_row(tx, *seq)?;
     }
+    let (first_active, others): (Vec<_>, Vec<_>) =
+        merge_packed(packed.iter().map(|(_, bytes)| &bytes[..]))
+            .map_err(StoreError::internal)?
+            .into_iter()
+            .partition(|row| row.kind == BitmapKind::FirstActive);
     let mut merged = Vec::new();
-    for row in merge_rows(rows) {
+    for row in others {
         let key = params![app_seq, row.day.number(), row.kind.code(), row.event];
         let existing: Vec<(i64, Vec<u8>)> = tx
             .prepare_cached(sql::ACTIVITY_ROWS_OF_KEY)
@@ -140,13 +135,45 @@ pub(crate) fn compact(tx: &Connection, app_seq: i64, max_packed: usize) -> Store
                 )
                 .map_err(StoreError::internal)?,
             );
-            tx.execute("DELETE FROM activity_bitmaps WHERE seq = ?1", [seq])
-                .map_err(to_store_error)?;
+            delete_row(tx, seq)?;
         }
         merged.extend(merge_rows(parts));
     }
+    if !first_active.is_empty() {
+        // Candidates are resolved against every stored first-active row: each
+        // user stays on their earliest day only.
+        let stored: Vec<(i64, i32, Vec<u8>)> = tx
+            .prepare_cached(sql::STORED_FIRST_ACTIVE)
+            .and_then(|mut read| {
+                read.query_map([app_seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(to_store_error)?;
+        let mut stored_rows = Vec::with_capacity(stored.len());
+        for (_, day, bytes) in &stored {
+            stored_rows.push(
+                DayBitmap::from_stored(*day, BitmapKind::FirstActive.code(), String::new(), bytes)
+                    .map_err(StoreError::internal)?,
+            );
+        }
+        for row in resolve_first_active(stored_rows, first_active) {
+            for (seq, _, _) in stored.iter().filter(|(_, day, _)| *day == row.day.number()) {
+                delete_row(tx, *seq)?;
+            }
+            if !row.users.is_empty() {
+                merged.push(row);
+            }
+        }
+    }
     insert_rows(tx, app_seq, &merged)?;
     Ok(packed.len())
+}
+
+fn delete_row(tx: &Connection, seq: i64) -> StoreResult<()> {
+    tx.prepare_cached("DELETE FROM activity_bitmaps WHERE seq = ?1")
+        .and_then(|mut delete| delete.execute([seq]))
+        .map_err(to_store_error)?;
+    Ok(())
 }
 
 pub(crate) async fn horizon(reader: &SqlitePool, app_seq: i64) -> StoreResult<i64> {
@@ -163,7 +190,6 @@ pub(crate) fn replace(
     app_seq: i64,
     horizon: i64,
     rows: &[DayBitmap],
-    first_active: &[(u32, i64)],
 ) -> StoreResult<()> {
     tx.execute(
         "DELETE FROM activity_bitmaps WHERE app_seq = ?1 AND seq <= ?2",
@@ -171,20 +197,6 @@ pub(crate) fn replace(
     )
     .map_err(to_store_error)?;
     insert_rows(tx, app_seq, rows)?;
-    tx.execute(
-        "UPDATE users SET first_active_us = NULL WHERE app_seq = ?1",
-        [app_seq],
-    )
-    .map_err(to_store_error)?;
-    let mut set = tx
-        .prepare_cached(
-            "UPDATE users SET first_active_us = ?3 WHERE app_seq = ?1 AND user_index = ?2",
-        )
-        .map_err(to_store_error)?;
-    for &(user, micros) in first_active {
-        set.execute(params![app_seq, i64::from(user), micros])
-            .map_err(to_store_error)?;
-    }
     tx.execute(
         "UPDATE apps SET index_generation = index_generation + 1 WHERE seq = ?1",
         [app_seq],

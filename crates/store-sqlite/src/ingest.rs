@@ -4,7 +4,7 @@
 use crate::writer::to_store_error;
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
-use huiliu_store::batch::{activity_delta, distinct_users, KnownUser};
+use huiliu_store::batch::{activity_delta, distinct_users};
 use huiliu_store::{AppRecord, IngestOutcome, StoreResult};
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -17,7 +17,7 @@ pub(crate) fn ingest(
     events: &[ValidEvent],
 ) -> StoreResult<IngestOutcome> {
     let app_seq = app.store_key;
-    let known = resolve_user_indexes(tx, app_seq, &distinct_users(events))?;
+    let index_of = resolve_user_indexes(tx, app_seq, &distinct_users(events))?;
     let received = to_micros(Timestamp::now());
     let mut insert = tx
         .prepare_cached(
@@ -28,7 +28,7 @@ pub(crate) fn ingest(
         .map_err(to_store_error)?;
     let mut accepted = Vec::with_capacity(events.len());
     for event in events {
-        let index = known[event.user_id.as_str()].index;
+        let index = index_of[event.user_id.as_str()];
         let time_us = to_micros(event.time);
         let inserted = insert
             .execute(params![
@@ -46,15 +46,11 @@ pub(crate) fn ingest(
             accepted.push((index, time_us, event.name.as_str()));
         }
     }
-    let first_active: HashMap<u32, i64> = known
-        .values()
-        .filter_map(|user| Some((user.index as u32, user.first_active_us?)))
-        .collect();
     let outcome = IngestOutcome {
         accepted: accepted.len(),
         duplicates: events.len() - accepted.len(),
     };
-    let delta = activity_delta(app, accepted, |user| first_active.get(&user).copied());
+    let delta = activity_delta(app, accepted);
     crate::activity::write_delta(tx, app_seq, &delta)?;
     Ok(outcome)
 }
@@ -65,27 +61,20 @@ pub(crate) fn resolve_user_indexes<'a>(
     tx: &Connection,
     app_seq: i64,
     users: &[&'a str],
-) -> StoreResult<HashMap<&'a str, KnownUser>> {
+) -> StoreResult<HashMap<&'a str, i64>> {
     let mut find = tx
-        .prepare_cached(
-            "SELECT user_index, first_active_us FROM users WHERE app_seq = ?1 AND user_id = ?2",
-        )
+        .prepare_cached("SELECT user_index FROM users WHERE app_seq = ?1 AND user_id = ?2")
         .map_err(to_store_error)?;
     let mut index_of = HashMap::with_capacity(users.len());
     let mut unseen = Vec::new();
     for &user in users {
         match find
-            .query_row(params![app_seq, user], |row| {
-                Ok(KnownUser {
-                    index: row.get(0)?,
-                    first_active_us: row.get(1)?,
-                })
-            })
+            .query_row(params![app_seq, user], |row| row.get::<_, i64>(0))
             .optional()
             .map_err(to_store_error)?
         {
-            Some(known) => {
-                index_of.insert(user, known);
+            Some(index) => {
+                index_of.insert(user, index);
             }
             None => unseen.push(user),
         }
@@ -111,13 +100,7 @@ pub(crate) fn resolve_user_indexes<'a>(
         create
             .execute(params![app_seq, index, user, now])
             .map_err(to_store_error)?;
-        index_of.insert(
-            user,
-            KnownUser {
-                index,
-                first_active_us: None,
-            },
-        );
+        index_of.insert(user, index);
     }
     tx.execute(
         "UPDATE apps SET next_user_index = ?2 WHERE seq = ?1",

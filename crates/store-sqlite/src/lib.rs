@@ -296,11 +296,10 @@ impl Store for SqliteStore {
         app: &AppRecord,
         horizon: i64,
         rows: Vec<DayBitmap>,
-        first_active: Vec<(u32, i64)>,
     ) -> StoreResult<()> {
         let app_seq = app.store_key;
         self.writer
-            .write(move |tx| activity::replace(tx, app_seq, horizon, &rows, &first_active))
+            .write(move |tx| activity::replace(tx, app_seq, horizon, &rows))
             .await
     }
 

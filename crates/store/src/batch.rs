@@ -41,24 +41,15 @@ pub fn raw_user_indexes(batches: &[Vec<ValidEvent>]) -> std::collections::HashMa
     index_of
 }
 
-/// A user a batch mentions, as the store knows them when the batch starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KnownUser {
-    pub index: i64,
-    /// Their earliest activity so far; `None` for new users and users with no activity yet.
-    pub first_active_us: Option<i64>,
-}
-
 /// The activity index rows for a batch's accepted events: `(user index, time, name)`.
 pub fn activity_delta<'e>(
     app: &crate::AppRecord,
     accepted: impl IntoIterator<Item = (i64, i64, &'e str)>,
-    first_active_of: impl Fn(u32) -> Option<i64>,
 ) -> huiliu_domain::analytics::ActivityDelta {
     let mut builder =
         huiliu_domain::analytics::DeltaBuilder::new(app.timezone.zone(), &app.analytics);
     for (index, time_us, name) in accepted {
         builder.add(index as u32, time_us, name);
     }
-    builder.finish(first_active_of)
+    builder.finish()
 }

@@ -58,10 +58,9 @@ pub trait Store: Clone + Send + Sync + 'static {
     ///
     /// Events whose id the app has stored before are skipped and counted as
     /// duplicates. New users get the app's next dense indexes. The accepted events
-    /// enter the activity index (rows from
-    /// [`DeltaBuilder`](huiliu_domain::analytics::DeltaBuilder), and each user's
-    /// earliest activity) in the same transaction, so the index never misses a
-    /// stored event, whatever crashes. The batch is committed before this returns,
+    /// enter the activity index (one packed row from
+    /// [`DeltaBuilder`](huiliu_domain::analytics::DeltaBuilder)) in the same
+    /// transaction, so the index never misses a stored event, whatever crashes. The batch is committed before this returns,
     /// all or nothing. The events are taken by value:
     /// a backend that writes on another thread moves them there instead of copying.
     fn ingest_events(
@@ -132,15 +131,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// later rows are kept.
     fn activity_horizon(&self, app: &AppRecord) -> impl Future<Output = StoreResult<i64>> + Send;
 
-    /// Replaces the index rows from before `horizon` with a rebuilt index and sets
-    /// every user's earliest activity (users not listed have none). Readers start
-    /// over (the index generation moves on).
+    /// Replaces the index rows from before `horizon` with a rebuilt index.
+    /// Readers start over (the index generation moves on).
     fn replace_activity(
         &self,
         app: &AppRecord,
         horizon: i64,
         rows: Vec<DayBitmap>,
-        first_active: Vec<(u32, i64)>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Events named `names` with `from_us <= time < to_us`, ordered by user, time

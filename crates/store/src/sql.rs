@@ -53,6 +53,10 @@ pub const SCAN_EVENTS: &str = "SELECT seq, user_index, time_us, name FROM events
 pub const PACKED_ACTIVITY_ROWS: &str = "SELECT seq, users FROM activity_bitmaps
     WHERE app_seq = $1 AND kind = 3 ORDER BY seq LIMIT $2";
 
+/// The stored (resolved) first-active rows (seq, day, users) of app $1.
+pub const STORED_FIRST_ACTIVE: &str = "SELECT seq, day, users FROM activity_bitmaps
+    WHERE app_seq = $1 AND kind = 1";
+
 /// The merged rows (seq, users) of one key of app $1: day $2, kind $3, event $4.
 pub const ACTIVITY_ROWS_OF_KEY: &str = "SELECT seq, users FROM activity_bitmaps
     WHERE app_seq = $1 AND day = $2 AND kind = $3 AND event = $4 AND kind <> 3";

@@ -6,8 +6,10 @@
 //! writes its own small rows; merging rows is a union, so a row written twice,
 //! rows written by several nodes at once and rows merged by compaction all give
 //! the same index. "First active" is the one fact a union cannot express (it moves
-//! earlier when older events arrive), so those rows hold *candidates* and a user's
-//! first active day is the earliest day any candidate row names them on.
+//! earlier when older events arrive), so a batch names each of its active users as
+//! a *candidate* on the day of their earliest event in the batch, and a user's
+//! first active day is the earliest day any row names them on. Compaction
+//! resolves the candidates, so stored first-active rows name each user once.
 
 use super::day::LocalDay;
 use super::settings::AnalyticsSettings;
@@ -94,28 +96,40 @@ impl DayBitmap {
 /// into one blob: one insert per batch however many days it touches.
 pub const PACKED_ROWS_KIND: i16 = 3;
 
-const PACK_VERSION: u8 = 1;
+const PACK_VERSION: u8 = 2;
 
 /// Packs rows into one blob: a version byte, then per row its day (i32), kind
-/// (i16), event name length (u16) and bytes, bitmap length (u32) and portable
-/// roaring bytes, all little-endian.
+/// (i16), event name length (u16) and bytes, user count (u32) and the users as
+/// sorted u32s, all little-endian. A batch's bitmaps are small, and plain
+/// integers are both smaller than roaring's containers and cheaper to merge.
 pub fn pack_rows(rows: &[DayBitmap]) -> Vec<u8> {
-    let mut out = vec![PACK_VERSION];
+    let size: usize = rows
+        .iter()
+        .map(|r| 12 + r.event.len() + 4 * r.users.len() as usize)
+        .sum();
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(PACK_VERSION);
     for row in rows {
         out.extend_from_slice(&row.day.number().to_le_bytes());
         out.extend_from_slice(&row.kind.code().to_le_bytes());
         out.extend_from_slice(&(row.event.len() as u16).to_le_bytes());
         out.extend_from_slice(row.event.as_bytes());
-        out.extend_from_slice(&(row.users.serialized_size() as u32).to_le_bytes());
-        row.users
-            .serialize_into(&mut out)
-            .expect("writing to a Vec cannot fail");
+        out.extend_from_slice(&(row.users.len() as u32).to_le_bytes());
+        for user in &row.users {
+            out.extend_from_slice(&user.to_le_bytes());
+        }
     }
     out
 }
 
-/// Reverses [`pack_rows`].
+/// Reverses [`pack_rows`] (rows come back ordered by day, kind and event).
 pub fn unpack_rows(bytes: &[u8]) -> io::Result<Vec<DayBitmap>> {
+    merge_packed([bytes])
+}
+
+/// Opens packed blobs and unions their rows by day, kind and event, without
+/// building a bitmap per packed row.
+pub fn merge_packed<'b>(blobs: impl IntoIterator<Item = &'b [u8]>) -> io::Result<Vec<DayBitmap>> {
     fn bad(what: &str) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, format!("packed rows: {what}"))
     }
@@ -130,26 +144,36 @@ pub fn unpack_rows(bytes: &[u8]) -> io::Result<Vec<DayBitmap>> {
     fn number<const N: usize>(rest: &mut &[u8]) -> io::Result<[u8; N]> {
         Ok(take(rest, N)?.try_into().expect("take returns N bytes"))
     }
-    let (&version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
-    if version != PACK_VERSION {
-        return Err(bad("unknown version"));
+    let mut merged: BTreeMap<(LocalDay, BitmapKind, String), RoaringBitmap> = BTreeMap::new();
+    for bytes in blobs {
+        let (&version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        if version != PACK_VERSION {
+            return Err(bad("unknown version"));
+        }
+        while !rest.is_empty() {
+            let day = LocalDay::from_number(i32::from_le_bytes(number(&mut rest)?));
+            let kind = BitmapKind::from_code(i16::from_le_bytes(number(&mut rest)?))
+                .ok_or_else(|| bad("unknown bitmap kind"))?;
+            let name_len = u16::from_le_bytes(number(&mut rest)?) as usize;
+            let event = String::from_utf8(take(&mut rest, name_len)?.to_vec())
+                .map_err(|_| bad("event name"))?;
+            let count = u32::from_le_bytes(number(&mut rest)?) as usize;
+            let users = take(&mut rest, count.checked_mul(4).ok_or_else(|| bad("count"))?)?;
+            let target = merged.entry((day, kind, event)).or_default();
+            for user in users.chunks_exact(4) {
+                target.insert(u32::from_le_bytes(user.try_into().expect("4 bytes")));
+            }
+        }
     }
-    let mut rows = Vec::new();
-    while !rest.is_empty() {
-        let day = i32::from_le_bytes(number(&mut rest)?);
-        let kind = i16::from_le_bytes(number(&mut rest)?);
-        let name_len = u16::from_le_bytes(number(&mut rest)?) as usize;
-        let event = String::from_utf8(take(&mut rest, name_len)?.to_vec())
-            .map_err(|_| bad("event name"))?;
-        let bitmap_len = u32::from_le_bytes(number(&mut rest)?) as usize;
-        rows.push(DayBitmap::from_stored(
+    Ok(merged
+        .into_iter()
+        .map(|((day, kind, event), users)| DayBitmap {
             day,
             kind,
             event,
-            take(&mut rest, bitmap_len)?,
-        )?);
-    }
-    Ok(rows)
+            users,
+        })
+        .collect())
 }
 
 /// Unions rows that share a day, kind and event: compaction's merge.
@@ -172,28 +196,30 @@ pub fn merge_rows(rows: impl IntoIterator<Item = DayBitmap>) -> Vec<DayBitmap> {
         .collect()
 }
 
-/// Rows as a store keeps them: a packed batch (kind [`PACKED_ROWS_KIND`]) opens into its rows.
-pub fn rows_from_stored(
-    day: i32,
-    kind: i16,
-    event: String,
-    bytes: &[u8],
+/// Rows as a store keeps them, opened: packed batches (kind [`PACKED_ROWS_KIND`])
+/// merged together, other rows decoded as they are.
+pub fn open_stored<'b>(
+    rows: impl IntoIterator<Item = (i32, i16, String, &'b [u8])>,
 ) -> io::Result<Vec<DayBitmap>> {
-    if kind == PACKED_ROWS_KIND {
-        unpack_rows(bytes)
-    } else {
-        DayBitmap::from_stored(day, kind, event, bytes).map(|row| vec![row])
+    let mut packed = Vec::new();
+    let mut opened = Vec::new();
+    for (day, kind, event, bytes) in rows {
+        if kind == PACKED_ROWS_KIND {
+            packed.push(bytes);
+        } else {
+            opened.push(DayBitmap::from_stored(day, kind, event, bytes)?);
+        }
     }
+    opened.extend(merge_packed(packed)?);
+    Ok(opened)
 }
 
-/// What one batch of stored events adds to the index, and the users whose
-/// earliest known activity moved earlier.
+/// What one batch of stored events adds to the index.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ActivityDelta {
     pub bitmaps: Vec<DayBitmap>,
-    /// `(user index, first activity in UTC microseconds)`, sorted by user, so
-    /// concurrent writers lock user rows in one order.
-    pub first_active: Vec<(u32, i64)>,
+    /// Users with at least one activity event in the batch.
+    pub active_users: u64,
 }
 
 /// Collects a batch of events (or every event of an app, for a rebuild) into index rows.
@@ -244,28 +270,18 @@ impl<'a> DeltaBuilder<'a> {
         }
     }
 
-    /// Finishes the delta. `stored_first_active` gives each user's earliest activity
-    /// as the store knew it before this batch (`None`: no activity yet).
-    ///
-    /// A user becomes a first-active candidate on the day of their earliest event in
-    /// the batch unless the store already knows an earlier one. Equal times count as
-    /// candidates too: a batch retried after a crash must still name its users.
-    pub fn finish(self, stored_first_active: impl Fn(u32) -> Option<i64>) -> ActivityDelta {
+    /// Finishes the delta: each active user becomes a first-active candidate on
+    /// the day of their earliest activity in the batch. No stored state is read,
+    /// so the ingest path writes nothing per user; a user already first active
+    /// earlier is dropped from the candidates by compaction (and by readers).
+    pub fn finish(self) -> ActivityDelta {
         let mut first_days: BTreeMap<LocalDay, RoaringBitmap> = BTreeMap::new();
-        let mut moved = Vec::new();
         for (&user, &micros) in &self.earliest {
-            let known = stored_first_active(user);
-            if known.is_none_or(|known| micros <= known) {
-                first_days
-                    .entry(LocalDay::of_micros(self.zone, micros))
-                    .or_default()
-                    .insert(user);
-            }
-            if known.is_none_or(|known| micros < known) {
-                moved.push((user, micros));
-            }
+            first_days
+                .entry(LocalDay::of_micros(self.zone, micros))
+                .or_default()
+                .insert(user);
         }
-        moved.sort_unstable();
         let mut bitmaps = Vec::new();
         let plain = |kind, map: BTreeMap<LocalDay, RoaringBitmap>| {
             map.into_iter().map(move |(day, users)| DayBitmap {
@@ -289,9 +305,36 @@ impl<'a> DeltaBuilder<'a> {
         );
         ActivityDelta {
             bitmaps,
-            first_active: moved,
+            active_users: self.earliest.len() as u64,
         }
     }
+}
+
+/// Compaction of first-active rows: given every stored (resolved) first-active
+/// row of an app and new candidate rows, the rows of the days that changed, each
+/// naming exactly the users whose earliest day it is (possibly none: the stored
+/// row of that day is then dropped).
+pub fn resolve_first_active(
+    stored: impl IntoIterator<Item = DayBitmap>,
+    candidates: impl IntoIterator<Item = DayBitmap>,
+) -> Vec<DayBitmap> {
+    let mut index = ActivityIndex::default();
+    for row in stored {
+        index.apply(row);
+    }
+    let mut changed = std::collections::BTreeSet::new();
+    for row in candidates {
+        index.apply_first_active(row.day, &row.users, &mut changed);
+    }
+    changed
+        .into_iter()
+        .map(|day| DayBitmap {
+            day,
+            kind: BitmapKind::FirstActive,
+            event: String::new(),
+            users: index.first_active(day).clone(),
+        })
+        .collect()
 }
 
 /// The index of one app held in memory: what analytics queries read.
@@ -320,11 +363,20 @@ impl ActivityIndex {
                     .or_default(),
                 row.users,
             ),
-            BitmapKind::FirstActive => self.apply_first_active(row.day, &row.users),
+            BitmapKind::FirstActive => {
+                self.apply_first_active(row.day, &row.users, &mut Default::default())
+            }
         }
     }
 
-    fn apply_first_active(&mut self, day: LocalDay, users: &RoaringBitmap) {
+    /// Moves users to `day` unless they are first active earlier; `changed`
+    /// collects the days whose first-active set changed.
+    fn apply_first_active(
+        &mut self,
+        day: LocalDay,
+        users: &RoaringBitmap,
+        changed: &mut std::collections::BTreeSet<LocalDay>,
+    ) {
         if let Some(max) = users.max() {
             if self.first_day_of.len() <= max as usize {
                 self.first_day_of.resize(max as usize + 1, i32::MAX);
@@ -335,18 +387,21 @@ impl ActivityIndex {
             let known = self.first_day_of[user as usize];
             if day.number() < known {
                 if known != i32::MAX {
-                    if let Some(old) = self.first_active.get_mut(&LocalDay::from_number(known)) {
+                    let old_day = LocalDay::from_number(known);
+                    if let Some(old) = self.first_active.get_mut(&old_day) {
                         old.remove(user);
                         if old.is_empty() {
-                            self.first_active.remove(&LocalDay::from_number(known));
+                            self.first_active.remove(&old_day);
                         }
                     }
+                    changed.insert(old_day);
                 }
                 self.first_day_of[user as usize] = day.number();
                 gained.insert(user);
             }
         }
         if !gained.is_empty() {
+            changed.insert(day);
             union_into(self.first_active.entry(day).or_default(), gained);
         }
     }
@@ -447,7 +502,7 @@ mod tests {
         LocalDay::of_micros(&shanghai(), MONDAY_US + n * DAY_US)
     }
 
-    fn build(events: &[(u32, i64, &str)], known: &HashMap<u32, i64>) -> ActivityDelta {
+    fn build(events: &[(u32, i64, &str)]) -> ActivityDelta {
         let zone = shanghai();
         let settings = AnalyticsSettings {
             tracked_events: vec!["order_paid".into()],
@@ -457,29 +512,30 @@ mod tests {
         for &(user, micros, name) in events {
             builder.add(user, micros, name);
         }
-        builder.finish(|u| known.get(&u).copied())
+        builder.finish()
+    }
+
+    fn users(bitmap: &RoaringBitmap) -> Vec<u32> {
+        bitmap.iter().collect()
     }
 
     #[test]
     fn a_batch_marks_activity_first_activity_and_tracked_events() {
-        let delta = build(
-            &[
-                (1, MONDAY_US + 10, "app_launch"),
-                (1, MONDAY_US + DAY_US, "order_paid"),
-                (2, MONDAY_US + DAY_US, "$message_sent"),
-            ],
-            &HashMap::new(),
-        );
+        let delta = build(&[
+            (1, MONDAY_US + 10, "app_launch"),
+            (1, MONDAY_US + DAY_US, "order_paid"),
+            (2, MONDAY_US + DAY_US, "$message_sent"),
+        ]);
+        assert_eq!(delta.active_users, 1);
         let mut index = ActivityIndex::default();
         for row in delta.bitmaps {
             index.apply(row);
         }
-        assert_eq!(index.active(day(0)).iter().collect::<Vec<_>>(), [1]);
-        assert_eq!(index.active(day(1)).iter().collect::<Vec<_>>(), [1]);
-        assert_eq!(index.first_active(day(0)).iter().collect::<Vec<_>>(), [1]);
+        assert_eq!(users(index.active(day(0))), [1]);
+        assert_eq!(users(index.active(day(1))), [1]);
+        assert_eq!(users(index.first_active(day(0))), [1]);
         assert!(index.first_active(day(1)).is_empty());
         assert_eq!(index.event("order_paid", day(1)).len(), 1);
-        assert_eq!(delta.first_active, [(1, MONDAY_US + 10)]);
         // huiliu's own events never make anyone active.
         assert_eq!(index.first_day_of(2), None);
     }
@@ -487,47 +543,67 @@ mod tests {
     #[test]
     fn an_older_event_arriving_late_moves_the_first_active_day() {
         let mut index = ActivityIndex::default();
-        for row in build(
-            &[(7, MONDAY_US + 3 * DAY_US, "app_launch")],
-            &HashMap::new(),
-        )
-        .bitmaps
-        {
+        for row in build(&[(7, MONDAY_US + 3 * DAY_US, "app_launch")]).bitmaps {
             index.apply(row);
         }
         assert_eq!(index.first_day_of(7), Some(day(3)));
-        let known = HashMap::from([(7, MONDAY_US + 3 * DAY_US)]);
-        let late = build(&[(7, MONDAY_US, "app_launch")], &known);
-        assert_eq!(late.first_active, [(7, MONDAY_US)]);
-        for row in late.bitmaps {
+        for row in build(&[(7, MONDAY_US, "app_launch")]).bitmaps {
             index.apply(row);
         }
         assert_eq!(index.first_day_of(7), Some(day(0)));
         assert!(index.first_active(day(3)).is_empty());
         assert_eq!(index.first_active(day(0)).len(), 1);
-        // A later event for a known user is no candidate at all.
-        let later = build(
-            &[(7, MONDAY_US + 5 * DAY_US, "app_launch")],
-            &HashMap::from([(7, MONDAY_US)]),
+        // A later batch names the user again; the earlier day stands.
+        for row in build(&[(7, MONDAY_US + 5 * DAY_US, "app_launch")]).bitmaps {
+            index.apply(row);
+        }
+        assert_eq!(index.first_day_of(7), Some(day(0)));
+        assert!(index.first_active(day(5)).is_empty());
+    }
+
+    #[test]
+    fn compaction_resolves_candidates_into_one_day_per_user() {
+        let first = build(&[
+            (1, MONDAY_US + 2 * DAY_US, "app_launch"),
+            (2, MONDAY_US + 2 * DAY_US, "app_launch"),
+        ]);
+        let stored = resolve_first_active(
+            [],
+            first
+                .bitmaps
+                .into_iter()
+                .filter(|r| r.kind == BitmapKind::FirstActive),
         );
-        assert!(later
-            .bitmaps
-            .iter()
-            .all(|b| b.kind != BitmapKind::FirstActive));
-        assert!(later.first_active.is_empty());
+        assert_eq!(stored.len(), 1);
+        assert_eq!(users(&stored[0].users), [1, 2]);
+        // User 1 turns out to have been active two days earlier; user 2 comes back later.
+        let more = build(&[
+            (1, MONDAY_US, "app_launch"),
+            (2, MONDAY_US + 4 * DAY_US, "app_launch"),
+        ]);
+        let changed = resolve_first_active(
+            stored,
+            more.bitmaps
+                .into_iter()
+                .filter(|r| r.kind == BitmapKind::FirstActive),
+        );
+        let by_day: Vec<(LocalDay, Vec<u32>)> =
+            changed.iter().map(|r| (r.day, users(&r.users))).collect();
+        assert_eq!(by_day, [(day(0), vec![1]), (day(2), vec![2])]);
     }
 
     #[test]
     fn packed_rows_unpack_to_the_same_rows() {
-        let delta = build(
-            &[
-                (3, MONDAY_US, "order_paid"),
-                (4, MONDAY_US + 2 * DAY_US, "app_launch"),
-            ],
-            &HashMap::new(),
-        );
+        let delta = build(&[
+            (3, MONDAY_US, "order_paid"),
+            (4, MONDAY_US + 2 * DAY_US, "app_launch"),
+        ]);
         let packed = pack_rows(&delta.bitmaps);
-        assert_eq!(unpack_rows(&packed).unwrap(), delta.bitmaps);
+        let mut expected = delta.bitmaps.clone();
+        expected.sort_by(|a, b| (a.day, a.kind, &a.event).cmp(&(b.day, b.kind, &b.event)));
+        assert_eq!(unpack_rows(&packed).unwrap(), expected);
+        let twice = merge_packed([&packed[..], &packed[..]]).unwrap();
+        assert_eq!(twice, expected);
         assert_eq!(unpack_rows(&pack_rows(&[])).unwrap(), vec![]);
         assert!(unpack_rows(&packed[..packed.len() - 1]).is_err());
         assert!(unpack_rows(&[9]).is_err());
@@ -536,7 +612,7 @@ mod tests {
 
     #[test]
     fn rows_survive_their_stored_form() {
-        let delta = build(&[(3, MONDAY_US, "order_paid")], &HashMap::new());
+        let delta = build(&[(3, MONDAY_US, "order_paid")]);
         for row in delta.bitmaps {
             let back = DayBitmap::from_stored(
                 row.day.number(),
@@ -554,7 +630,8 @@ mod tests {
     proptest! {
         /// However a history is cut into batches, in whatever order the batches (or
         /// repeats of them) arrive, the index equals the one built from all events
-        /// at once, and first-active days are each user's earliest activity day.
+        /// at once; first-active days are each user's earliest activity day; and
+        /// compacting the candidates (in any grouping) stores the same resolved rows.
         #[test]
         fn batches_in_any_order_and_repeated_give_the_same_index(
             events in prop::collection::vec((0u32..40, 0i64..(20 * DAY_US), prop::sample::select(vec!["app_launch", "order_paid", "$points_earned"])), 1..120),
@@ -564,7 +641,7 @@ mod tests {
             let events: Vec<(u32, i64, &str)> = events.into_iter().map(|(u, t, n)| (u, MONDAY_US + t, n)).collect();
             let whole = {
                 let mut index = ActivityIndex::default();
-                for row in build(&events, &HashMap::new()).bitmaps { index.apply(row); }
+                for row in build(&events).bitmaps { index.apply(row); }
                 index
             };
             let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c % (events.len() + 1)).collect();
@@ -578,21 +655,35 @@ mod tests {
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17;
                 batches.swap(i, (state % (i as u64 + 1)) as usize);
             }
-            let mut stored_first: HashMap<u32, i64> = HashMap::new();
             let mut index = ActivityIndex::default();
-            for batch in batches.iter().chain(batches.iter()) {
-                let delta = build(batch, &stored_first);
-                for (user, micros) in &delta.first_active {
-                    let entry = stored_first.entry(*user).or_insert(*micros);
-                    *entry = (*entry).min(*micros);
-                }
+            let mut stored_first: Vec<DayBitmap> = Vec::new();
+            for (i, batch) in batches.iter().chain(batches.iter()).enumerate() {
+                let delta = build(batch);
+                let candidates: Vec<DayBitmap> = delta.bitmaps.iter().filter(|r| r.kind == BitmapKind::FirstActive).cloned().collect();
                 for row in delta.bitmaps { index.apply(row); }
+                // Compact after some batches only: resolution must not depend on grouping.
+                if i % 2 == 0 {
+                    let changed = resolve_first_active(stored_first.clone(), candidates);
+                    let changed_days: Vec<LocalDay> = changed.iter().map(|r| r.day).collect();
+                    stored_first.retain(|r| !changed_days.contains(&r.day));
+                    stored_first.extend(changed.into_iter().filter(|r| !r.users.is_empty()));
+                } else {
+                    stored_first.extend(candidates);
+                }
             }
             prop_assert_eq!(index.to_rows(), whole.to_rows());
-            for (user, micros) in &stored_first {
-                prop_assert_eq!(index.first_day_of(*user), Some(LocalDay::of_micros(&shanghai(), *micros)));
+            for &(user, micros, name) in &events {
+                if name != "$points_earned" {
+                    let earliest = events.iter().filter(|e| e.0 == user && e.2 != "$points_earned").map(|e| e.1).min().unwrap();
+                    prop_assert_eq!(index.first_day_of(user), Some(LocalDay::of_micros(&shanghai(), earliest)));
+                    prop_assert!(micros >= earliest);
+                }
             }
-            // Compacted rows rebuild the same index.
+            // The stored first-active rows, read back, give the same first days.
+            let mut from_stored = ActivityIndex::default();
+            for row in stored_first { from_stored.apply(row); }
+            let first_rows = |index: &ActivityIndex| index.to_rows().into_iter().filter(|r| r.kind == BitmapKind::FirstActive).collect::<Vec<_>>();
+            prop_assert_eq!(first_rows(&from_stored), first_rows(&whole));
             let mut compacted = ActivityIndex::default();
             for row in index.to_rows() { compacted.apply(row); }
             prop_assert_eq!(compacted.to_rows(), whole.to_rows());

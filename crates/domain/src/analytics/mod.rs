@@ -17,8 +17,8 @@ pub mod settings;
 
 pub use day::LocalDay;
 pub use index::{
-    merge_rows, pack_rows, rows_from_stored, unpack_rows, ActivityDelta, ActivityIndex, BitmapKind,
-    DayBitmap, DeltaBuilder, PACKED_ROWS_KIND,
+    merge_packed, merge_rows, open_stored, pack_rows, resolve_first_active, unpack_rows,
+    ActivityDelta, ActivityIndex, BitmapKind, DayBitmap, DeltaBuilder, PACKED_ROWS_KIND,
 };
 pub use range::{DayRange, Period};
 pub use settings::AnalyticsSettings;

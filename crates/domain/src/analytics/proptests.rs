@@ -33,7 +33,7 @@ fn index(activity: &[(u32, i32)]) -> ActivityIndex {
         );
     }
     let mut index = ActivityIndex::default();
-    for row in builder.finish(|_| None).bitmaps {
+    for row in builder.finish().bitmaps {
         index.apply(row);
     }
     index

@@ -37,14 +37,12 @@ pub async fn rebuild_index<S: Store>(
         events += page.len() as u64;
         progress(events);
     }
-    let delta = builder.finish(|_| None);
+    let delta = builder.finish();
     let report = RebuildReport {
         events,
-        active_users: delta.first_active.len() as u64,
+        active_users: delta.active_users,
         rows: delta.bitmaps.len() as u64,
     };
-    store
-        .replace_activity(app, horizon, delta.bitmaps, delta.first_active)
-        .await?;
+    store.replace_activity(app, horizon, delta.bitmaps).await?;
     Ok(report)
 }
