@@ -82,8 +82,10 @@ pub(crate) async fn resolve_user_indexes<'a>(
     if index_of.len() == users.len() {
         return Ok(index_of);
     }
+    // NO KEY UPDATE: it still serialises index hand-out between batches, but does not
+    // wait for transactions that merely reference the app row (index rows' foreign key).
     let next: i64 =
-        sqlx::query_scalar("SELECT next_user_index FROM apps WHERE seq = $1 FOR UPDATE")
+        sqlx::query_scalar("SELECT next_user_index FROM apps WHERE seq = $1 FOR NO KEY UPDATE")
             .bind(app_seq)
             .fetch_one(&mut **tx)
             .await?;

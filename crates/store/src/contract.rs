@@ -4,7 +4,8 @@
 //! factory returning `Option<S>` (a fresh, migrated, empty store, or `None` when the
 //! backend is not available on this machine).
 
-use crate::{AppRecord, Store, StoreError};
+use crate::{ActivityCursor, AppRecord, Store, StoreError};
+use huiliu_domain::analytics::{ActivityIndex, LocalDay};
 use huiliu_domain::apps::NewApp;
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::{EventId, EventName, UserId, WechatId};
@@ -30,7 +31,9 @@ macro_rules! contract_tests {
             profile_update_creates_and_merges,
             profile_update_keeps_activity_and_rejects_oversized_attributes,
             concurrent_ingest_keeps_indexes_unique_and_counts_exact,
-            sources_are_recorded_per_event
+            sources_are_recorded_per_event,
+            the_activity_index_follows_ingest_compaction_and_rebuilds,
+            funnel_events_are_filtered_by_name_and_time_and_ordered
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -433,4 +436,149 @@ pub async fn sources_are_recorded_per_event<S: Store>(store: S) {
         .unwrap();
     assert_eq!(outcome.duplicates, 1);
     assert_eq!(store.count_events(&app).await.unwrap(), 1);
+}
+
+fn named(id: &str, user: &str, name: &str, time: &str) -> ValidEvent {
+    ValidEvent {
+        name: EventName::parse(name).unwrap(),
+        ..event(id, user, time)
+    }
+}
+
+/// Reads the rows after `cursor` into `index`; returns the new cursor, whether the
+/// reader had to start over, and how many rows came.
+async fn follow<S: Store>(
+    store: &S,
+    app: &AppRecord,
+    cursor: ActivityCursor,
+    index: &mut ActivityIndex,
+) -> (ActivityCursor, bool, usize) {
+    let update = store.activity_rows(app, cursor).await.unwrap();
+    if update.reset {
+        *index = ActivityIndex::default();
+    }
+    let count = update.rows.len();
+    for row in update.rows {
+        index.apply(row);
+    }
+    (update.cursor, update.reset, count)
+}
+
+fn local_day(date: &str) -> LocalDay {
+    LocalDay::parse(date, "date").unwrap()
+}
+
+pub async fn the_activity_index_follows_ingest_compaction_and_rebuilds<S: Store>(store: S) {
+    let (app, _) = new_app(&store, "index").await;
+    let (other, _) = new_app(&store, "other index").await;
+    let first_batch = vec![
+        event("a1", "u1", "2026-11-20T10:00:00Z"),
+        // 01:00 on the 22nd in Shanghai, still the 21st in UTC.
+        event("a2", "u2", "2026-11-21T17:00:00Z"),
+        named("a3", "u2", "$message_sent", "2026-11-19T10:00:00Z"),
+    ];
+    store
+        .ingest_events(&app, EventSource::Server, first_batch)
+        .await
+        .unwrap();
+    let u1 = store
+        .get_user(&app, &user("u1"))
+        .await
+        .unwrap()
+        .unwrap()
+        .user_index;
+    let u2 = store
+        .get_user(&app, &user("u2"))
+        .await
+        .unwrap()
+        .unwrap()
+        .user_index;
+
+    let mut index = ActivityIndex::default();
+    let (cursor, reset, rows) = follow(&store, &app, ActivityCursor::default(), &mut index).await;
+    assert!(!reset && rows > 0);
+    assert!(index.active(local_day("2026-11-20")).contains(u1));
+    assert!(index.active(local_day("2026-11-22")).contains(u2));
+    assert_eq!(
+        index.first_day_of(u2),
+        Some(local_day("2026-11-22")),
+        "huiliu's own events are no activity"
+    );
+
+    // An older event arriving later moves u1's first day; a replay adds nothing.
+    let late = vec![event("a4", "u1", "2026-11-18T10:00:00Z")];
+    store
+        .ingest_events(&app, EventSource::Import, late.clone())
+        .await
+        .unwrap();
+    let (cursor, _, rows) = follow(&store, &app, cursor, &mut index).await;
+    assert!(rows > 0);
+    assert_eq!(index.first_day_of(u1), Some(local_day("2026-11-18")));
+    store
+        .ingest_events(&app, EventSource::Import, late)
+        .await
+        .unwrap();
+    let (cursor, _, rows) = follow(&store, &app, cursor, &mut index).await;
+    assert_eq!(rows, 0, "duplicates write no index rows");
+
+    // Compaction: a reader starting now and the reader that followed along agree.
+    let before: Vec<_> = index.to_rows();
+    assert!(store.compact_activity(&app, 100).await.unwrap() >= 2);
+    assert_eq!(store.compact_activity(&app, 100).await.unwrap(), 0);
+    let (cursor, _, _) = follow(&store, &app, cursor, &mut index).await;
+    assert_eq!(index.to_rows(), before, "merged rows add nothing new");
+    let mut fresh = ActivityIndex::default();
+    follow(&store, &app, ActivityCursor::default(), &mut fresh).await;
+    assert_eq!(fresh.to_rows(), before);
+
+    // Another app sees none of it.
+    let mut theirs = ActivityIndex::default();
+    let (_, _, rows) = follow(&store, &other, ActivityCursor::default(), &mut theirs).await;
+    assert_eq!(rows, 0);
+
+    // A rebuild replaces the rows and sends readers back to the start.
+    let horizon = store.activity_horizon(&app).await.unwrap();
+    let rows = fresh.to_rows();
+    store.replace_activity(&app, horizon, rows).await.unwrap();
+    let (_, reset, _) = follow(&store, &app, cursor, &mut index).await;
+    assert!(reset);
+    assert_eq!(index.to_rows(), before);
+}
+
+pub async fn funnel_events_are_filtered_by_name_and_time_and_ordered<S: Store>(store: S) {
+    let (app, _) = new_app(&store, "funnel").await;
+    let events = vec![
+        named("f1", "u2", "order_paid", "2026-11-20T10:00:05Z"),
+        named("f2", "u1", "view_item", "2026-11-20T10:00:00Z"),
+        named("f3", "u2", "view_item", "2026-11-20T10:00:00Z"),
+        named("f4", "u1", "launch", "2026-11-20T10:00:01Z"),
+        named("f5", "u1", "order_paid", "2026-11-23T10:00:00Z"),
+    ];
+    store
+        .ingest_events(&app, EventSource::Server, events)
+        .await
+        .unwrap();
+    let from = at("2026-11-20T00:00:00Z").as_microsecond();
+    let to = at("2026-11-21T00:00:00Z").as_microsecond();
+    let names = vec!["order_paid".to_string(), "view_item".to_string()];
+    let found = store
+        .funnel_events(&app, &names, from, to, true)
+        .await
+        .unwrap();
+    let seen: Vec<(u32, &str)> = found.iter().map(|e| (e.user, e.name.as_str())).collect();
+    // New users of a batch take indexes in sorted order (u1 is 0); within a user, by time.
+    assert_eq!(
+        seen,
+        [(0, "view_item"), (1, "view_item"), (1, "order_paid")]
+    );
+    assert_eq!(found[0].props.as_ref().unwrap()["scene"], 1001);
+    assert_eq!(
+        found[2].time_us,
+        at("2026-11-20T10:00:05Z").as_microsecond()
+    );
+    let without = store
+        .funnel_events(&app, &names, from, to, false)
+        .await
+        .unwrap();
+    assert!(without.iter().all(|e| e.props.is_none()));
 }
