@@ -10,7 +10,9 @@ ALTER TABLE apps ADD COLUMN index_generation BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE activity_bitmaps (
     seq     BIGSERIAL PRIMARY KEY,
-    app_seq BIGINT NOT NULL REFERENCES apps (seq),
+    -- no foreign key: every batch would take a key-share lock on its app row, and
+    -- concurrent batches would then share that lock through multixacts
+    app_seq BIGINT NOT NULL,
     -- local day in the app's zone, as days since 1970-01-01
     day     INTEGER NOT NULL,
     -- 0 active, 1 first-active candidates, 2 a tracked event, 3 a packed batch of rows

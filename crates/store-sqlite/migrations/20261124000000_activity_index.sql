@@ -12,7 +12,7 @@ CREATE TABLE activity_bitmaps (
     -- AUTOINCREMENT: a seq is never reused after compaction deletes the newest rows,
     -- so readers can follow the table by seq
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-    app_seq INTEGER NOT NULL REFERENCES apps (seq),
+    app_seq INTEGER NOT NULL,
     -- local day in the app's zone, as days since 1970-01-01
     day     INTEGER NOT NULL,
     -- 0 active, 1 first-active candidates, 2 a tracked event, 3 a packed batch of rows

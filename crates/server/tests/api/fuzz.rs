@@ -66,9 +66,36 @@ fn random_input_on_every_endpoint_is_answered_below_500() {
                     assert!(status < 500, "GET {path}: {status}");
                     assert!(answer["error"]["code"].is_string() || status == 200, "GET {path}: {answer}");
                 }
+                // Random query strings on every report, and random settings bodies.
+                for report in ["active", "retention", "lifecycle", "one-and-done", "funnel"] {
+                    for query in [
+                        format!("from={encoded}&to={encoded}"),
+                        format!("max_day={encoded}&period={encoded}&mode={encoded}"),
+                        format!("steps={encoded}&window={encoded}"),
+                        format!("min_age_days={encoded}"),
+                        format!("{encoded}={encoded}"),
+                    ] {
+                        let path = format!("/v1/analytics/{report}?{query}");
+                        let (status, answer) = app.get(&path, Some(&key)).await;
+                        assert!(status < 500, "GET {path}: {status}");
+                        assert!(answer["error"]["code"].is_string() || status == 200, "GET {path}: {answer}");
+                    }
+                }
+                let response = app
+                    .client
+                    .put(format!("{}/v1/analytics/settings", app.base))
+                    .bearer_auth(&key)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().as_u16() < 500, "PUT settings {}", response.status());
             }
         });
     });
     let (status, kept) = runtime.block_on(app.get("/v1/users/kept-user", Some(&app.secret_key)));
     assert_eq!((status, kept["event_count"].as_i64()), (200, Some(1)));
+    let (status, settings) =
+        runtime.block_on(app.get("/v1/analytics/settings", Some(&app.secret_key)));
+    assert_eq!(status, 200, "settings still read: {settings}");
 }
