@@ -7,8 +7,8 @@ use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, ScannedEvent, Store,
-    StoreError, StoreResult, StoredEvent, UserRecord,
+    ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, ScannedEvent,
+    Store, StoreError, StoreResult, StoredEvent, UserRecord,
 };
 use huiliu_store_postgres::PostgresStore;
 use huiliu_store_sqlite::SqliteStore;
@@ -157,17 +157,17 @@ impl Store for AnyStore {
         dispatch!(self, s => s.scan_events(app, after_seq, limit))
     }
 
-    async fn activity_horizon(&self, app: &AppRecord) -> StoreResult<i64> {
-        dispatch!(self, s => s.activity_horizon(app))
+    async fn rebuild_mark(&self, app: &AppRecord) -> StoreResult<RebuildMark> {
+        dispatch!(self, s => s.rebuild_mark(app))
     }
 
     async fn replace_activity(
         &self,
         app: &AppRecord,
-        horizon: i64,
+        mark: &RebuildMark,
         rows: Vec<DayBitmap>,
     ) -> StoreResult<()> {
-        dispatch!(self, s => s.replace_activity(app, horizon, rows))
+        dispatch!(self, s => s.replace_activity(app, mark, rows))
     }
 
     async fn funnel_events(

@@ -215,20 +215,17 @@ pub(crate) async fn compact(
     Ok(packed.len())
 }
 
-pub(crate) async fn horizon(pool: &PgPool) -> StoreResult<i64> {
-    // Every transaction below this id has finished: a rebuild that starts reading
-    // events now sees all of their events.
-    Ok(
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(pool)
-            .await?,
-    )
+/// The current transaction snapshot: which transactions had committed.
+pub(crate) async fn snapshot(pool: &PgPool) -> StoreResult<String> {
+    Ok(sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+        .fetch_one(pool)
+        .await?)
 }
 
 pub(crate) async fn replace(
     pool: &PgPool,
     app_seq: i64,
-    horizon: i64,
+    snapshot: &str,
     rows: &[DayBitmap],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -238,11 +235,16 @@ pub(crate) async fn replace(
         .bind(app_seq as i32)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM activity_bitmaps WHERE app_seq = $1 AND xact < $2")
-        .bind(app_seq)
-        .bind(horizon)
-        .execute(&mut *tx)
-        .await?;
+    // Rows of transactions that had committed when the rebuild began are covered by
+    // its scan; rows of later ones may not be, and stay.
+    sqlx::query(
+        "DELETE FROM activity_bitmaps WHERE app_seq = $1
+         AND pg_visible_in_snapshot(xact::text::xid8, $2::pg_snapshot)",
+    )
+    .bind(app_seq)
+    .bind(snapshot)
+    .execute(&mut *tx)
+    .await?;
     for chunk in rows.chunks(256) {
         insert_rows(&mut tx, app_seq, chunk).await?;
     }

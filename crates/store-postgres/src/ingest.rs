@@ -1,5 +1,6 @@
 //! Event ingest on PostgreSQL: whole columns as arrays through `UNNEST`.
 
+use huiliu_domain::analytics::{pack_rows, PACKED_ROWS_KIND};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::time::to_micros;
 use huiliu_store::batch::{activity_delta, distinct_users, raw_user_indexes, RawTable};
@@ -39,11 +40,32 @@ pub(crate) async fn ingest(
         times.push(to_micros(event.time));
         props.push(event.props.as_str());
     }
-    let accepted: Vec<(i64, i64, String)> = sqlx::query_as(
-        "INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
-         SELECT $1, e.*, $7, $8 FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS e
-         ON CONFLICT (app_seq, event_id) DO NOTHING
-         RETURNING user_index, time_us, name",
+    // The usual batch has only new events: its index row is built from the input
+    // and written by the same statement, which keeps it only if every event was
+    // accepted. Otherwise the statement returns the accepted events instead, and
+    // the index row is built from exactly those.
+    let hoped = activity_delta(
+        app,
+        indexes
+            .iter()
+            .zip(&times)
+            .zip(&names)
+            .map(|((index, time_us), name)| (*index, *time_us, *name)),
+    );
+    let hoped_row = (!hoped.bitmaps.is_empty()).then(|| pack_rows(&hoped.bitmaps));
+    let rows: Vec<(Option<i64>, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+        "WITH ins AS (
+            INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
+            SELECT $1, e.*, $7, $8 FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS e
+            ON CONFLICT (app_seq, event_id) DO NOTHING
+            RETURNING user_index, time_us, name
+         ), counted AS (SELECT count(*) AS n FROM ins),
+         packed AS (
+            INSERT INTO activity_bitmaps (app_seq, day, kind, event, users)
+            SELECT $1, 0, $11, '', $9 FROM counted WHERE $9::bytea IS NOT NULL AND counted.n = $10
+            RETURNING 1
+         )
+         SELECT ins.user_index, ins.time_us, ins.name, counted.n FROM counted LEFT JOIN ins ON counted.n <> $10",
     )
     .bind(app_seq)
     .bind(&ids)
@@ -53,19 +75,25 @@ pub(crate) async fn ingest(
     .bind(&props)
     .bind(source.as_str())
     .bind(to_micros(Timestamp::now()))
+    .bind(hoped_row)
+    .bind(events.len() as i64)
+    .bind(PACKED_ROWS_KIND)
     .fetch_all(&mut *tx)
     .await?;
-    let delta = activity_delta(
-        app,
-        accepted
-            .iter()
-            .map(|(index, time_us, name)| (*index, *time_us, name.as_str())),
-    );
-    crate::activity::write_delta(&mut tx, app_seq, &delta).await?;
+    let accepted = rows.first().map_or(0, |row| row.3 as usize);
+    if accepted != events.len() {
+        let delta = activity_delta(
+            app,
+            rows.iter().filter_map(|(index, time_us, name, _)| {
+                Some(((*index)?, (*time_us)?, name.as_deref()?))
+            }),
+        );
+        crate::activity::write_delta(&mut tx, app_seq, &delta).await?;
+    }
     tx.commit().await?;
     Ok(IngestOutcome {
-        accepted: accepted.len(),
-        duplicates: events.len() - accepted.len(),
+        accepted,
+        duplicates: events.len() - accepted,
     })
 }
 

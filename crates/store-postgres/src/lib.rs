@@ -18,7 +18,8 @@ use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     sql, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome,
-    KeyColumns, KeyRecord, ScannedEvent, Store, StoreError, StoreResult, StoredEvent, UserRecord,
+    KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError, StoreResult, StoredEvent,
+    UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -246,17 +247,17 @@ impl Store for PostgresStore {
         activity::scan_events(&self.pool, app.store_key, after_seq, limit).await
     }
 
-    async fn activity_horizon(&self, _app: &AppRecord) -> StoreResult<i64> {
-        activity::horizon(&self.pool).await
+    async fn rebuild_mark(&self, _app: &AppRecord) -> StoreResult<RebuildMark> {
+        activity::snapshot(&self.pool).await.map(RebuildMark)
     }
 
     async fn replace_activity(
         &self,
         app: &AppRecord,
-        horizon: i64,
+        mark: &RebuildMark,
         rows: Vec<DayBitmap>,
     ) -> StoreResult<()> {
-        with_retries(|| activity::replace(&self.pool, app.store_key, horizon, &rows)).await
+        with_retries(|| activity::replace(&self.pool, app.store_key, &mark.0, &rows)).await
     }
 
     async fn funnel_events(

@@ -176,7 +176,7 @@ fn delete_row(tx: &Connection, seq: i64) -> StoreResult<()> {
     Ok(())
 }
 
-pub(crate) async fn horizon(reader: &SqlitePool, app_seq: i64) -> StoreResult<i64> {
+pub(crate) async fn last_seq(reader: &SqlitePool, app_seq: i64) -> StoreResult<i64> {
     let max: Option<i64> =
         sqlx::query_scalar("SELECT max(seq) FROM activity_bitmaps WHERE app_seq = $1")
             .bind(app_seq)
@@ -188,12 +188,12 @@ pub(crate) async fn horizon(reader: &SqlitePool, app_seq: i64) -> StoreResult<i6
 pub(crate) fn replace(
     tx: &Connection,
     app_seq: i64,
-    horizon: i64,
+    up_to: i64,
     rows: &[DayBitmap],
 ) -> StoreResult<()> {
     tx.execute(
         "DELETE FROM activity_bitmaps WHERE app_seq = ?1 AND seq <= ?2",
-        params![app_seq, horizon],
+        params![app_seq, up_to],
     )
     .map_err(to_store_error)?;
     insert_rows(tx, app_seq, rows)?;

@@ -22,7 +22,8 @@ use huiliu_domain::users::ProfilePatch;
 use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
     sql, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome,
-    KeyColumns, KeyRecord, ScannedEvent, Store, StoreError, StoreResult, StoredEvent, UserRecord,
+    KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError, StoreResult, StoredEvent,
+    UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -287,19 +288,25 @@ impl Store for SqliteStore {
         activity::scan_events(&self.reader, app.store_key, after_seq, limit).await
     }
 
-    async fn activity_horizon(&self, app: &AppRecord) -> StoreResult<i64> {
-        activity::horizon(&self.reader, app.store_key).await
+    async fn rebuild_mark(&self, app: &AppRecord) -> StoreResult<RebuildMark> {
+        let seq = activity::last_seq(&self.reader, app.store_key).await?;
+        Ok(RebuildMark(seq.to_string()))
     }
 
     async fn replace_activity(
         &self,
         app: &AppRecord,
-        horizon: i64,
+        mark: &RebuildMark,
         rows: Vec<DayBitmap>,
     ) -> StoreResult<()> {
+        // One writer: every row up to this seq had committed when the mark was taken.
+        let up_to: i64 = mark
+            .0
+            .parse()
+            .map_err(|_| StoreError::internal("a rebuild mark from another store"))?;
         let app_seq = app.store_key;
         self.writer
-            .write(move |tx| activity::replace(tx, app_seq, horizon, &rows))
+            .write(move |tx| activity::replace(tx, app_seq, up_to, &rows))
             .await
     }
 

@@ -21,7 +21,7 @@ pub use error::StoreError;
 pub use records::funnel_event;
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
-    KeyRecord, ScannedEvent, StoredEvent, UserColumns, UserRecord,
+    KeyRecord, RebuildMark, ScannedEvent, StoredEvent, UserColumns, UserRecord,
 };
 
 use huiliu_domain::analytics::funnel::FunnelEvent;
@@ -126,17 +126,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<ScannedEvent>>> + Send;
 
-    /// A point before a rebuild starts reading events: index rows written by
-    /// transactions that had finished by then are replaced by the rebuild;
+    /// Taken before a rebuild starts reading events: index rows written by
+    /// transactions that had committed by then are replaced by the rebuild;
     /// later rows are kept.
-    fn activity_horizon(&self, app: &AppRecord) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn rebuild_mark(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<RebuildMark>> + Send;
 
-    /// Replaces the index rows from before `horizon` with a rebuilt index.
+    /// Replaces the index rows from before `mark` with a rebuilt index.
     /// Readers start over (the index generation moves on).
     fn replace_activity(
         &self,
         app: &AppRecord,
-        horizon: i64,
+        mark: &RebuildMark,
         rows: Vec<DayBitmap>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 

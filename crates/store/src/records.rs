@@ -221,6 +221,13 @@ pub struct ActivityRows {
     pub rows: Vec<DayBitmap>,
 }
 
+/// Where a rebuild of the activity index starts: index rows written by
+/// transactions that had committed by then are replaced by the rebuild, later
+/// ones are kept. Opaque to callers: a seq on SQLite, a transaction snapshot on
+/// PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildMark(pub String);
+
 /// An event as a rebuild of the activity index reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScannedEvent {

@@ -23,7 +23,7 @@ pub async fn rebuild_index<S: Store>(
     app: &AppRecord,
     mut progress: impl FnMut(u64),
 ) -> StoreResult<RebuildReport> {
-    let horizon = store.activity_horizon(app).await?;
+    let mark = store.rebuild_mark(app).await?;
     let mut builder = DeltaBuilder::new(app.timezone.zone(), &app.analytics);
     let mut after = 0;
     let mut events = 0u64;
@@ -43,6 +43,6 @@ pub async fn rebuild_index<S: Store>(
         active_users: delta.active_users,
         rows: delta.bitmaps.len() as u64,
     };
-    store.replace_activity(app, horizon, delta.bitmaps).await?;
+    store.replace_activity(app, &mark, delta.bitmaps).await?;
     Ok(report)
 }
