@@ -10,6 +10,10 @@ use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 
+/// An accepted event's user index, time and name (all NULL when the statement
+/// only reports the count), and how many events were accepted.
+type AcceptedRow = (Option<i64>, Option<i64>, Option<String>, i64);
+
 pub(crate) async fn ingest(
     pool: &PgPool,
     app: &AppRecord,
@@ -53,7 +57,7 @@ pub(crate) async fn ingest(
             .map(|((index, time_us), name)| (*index, *time_us, *name)),
     );
     let hoped_row = (!hoped.bitmaps.is_empty()).then(|| pack_rows(&hoped.bitmaps));
-    let rows: Vec<(Option<i64>, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+    let rows: Vec<AcceptedRow> = sqlx::query_as(
         "WITH ins AS (
             INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
             SELECT $1, e.*, $7, $8 FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS e
