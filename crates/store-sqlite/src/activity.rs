@@ -228,27 +228,42 @@ pub(crate) async fn scan_events(
         .collect())
 }
 
-pub(crate) async fn funnel_events(
-    reader: &SqlitePool,
+/// Funnel events on a read-only connection of its own, on a blocking thread: a
+/// funnel may read millions of rows, which the async pool hands over one row at a
+/// time. The table is scanned in storage order (`NOT INDEXED`): the only index
+/// that starts with the app is by user, and following it costs a random table
+/// read per event. Rows are then sorted here.
+pub(crate) fn funnel_events(
+    path: &std::path::Path,
     app_seq: i64,
     names: &[String],
     (from_us, to_us): (i64, i64),
     with_props: bool,
 ) -> StoreResult<Vec<FunnelEvent>> {
+    let connection = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(to_store_error)?;
     // SQLite has no arrays to bind: the names go in as a JSON array (json_each).
     let names = serde_json::to_string(names).map_err(StoreError::internal)?;
-    let rows: Vec<(i64, i64, String, Option<String>)> = sqlx::query_as(
-        "SELECT user_index, time_us, name, CASE WHEN $5 THEN props END FROM events
-         WHERE app_seq = $1 AND time_us >= $2 AND time_us < $3
-           AND name IN (SELECT value FROM json_each($4))
-         ORDER BY user_index, time_us, seq",
-    )
-    .bind(app_seq)
-    .bind(from_us)
-    .bind(to_us)
-    .bind(names)
-    .bind(with_props)
-    .fetch_all(reader)
-    .await?;
-    rows.into_iter().map(huiliu_store::funnel_event).collect()
+    let mut statement = connection
+        .prepare(
+            "SELECT user_index, time_us, name, CASE WHEN ?5 THEN props END, seq
+             FROM events NOT INDEXED
+             WHERE app_seq = ?1 AND time_us >= ?2 AND time_us < ?3
+               AND name IN (SELECT value FROM json_each(?4))",
+        )
+        .map_err(to_store_error)?;
+    let mut rows: Vec<(i64, (i64, i64, String, Option<String>))> = statement
+        .query_map(params![app_seq, from_us, to_us, names, with_props], |r| {
+            Ok((r.get(4)?, (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        })
+        .map_err(to_store_error)?
+        .collect::<Result<_, _>>()
+        .map_err(to_store_error)?;
+    rows.sort_unstable_by_key(|(seq, (user, time, _, _))| (*user, *time, *seq));
+    rows.into_iter()
+        .map(|(_, columns)| huiliu_store::funnel_event(columns))
+        .collect()
 }

@@ -41,6 +41,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     writer: writer::Writer,
     reader: SqlitePool,
+    /// The database file, for reads too large for the pool (see `activity::funnel_events`).
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -76,7 +78,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true).pragma("cache_size", "-16384"))
             .await
             .map_err(|e| StoreError::Config(format!("cannot open SQLite database {url:?}: {e}")))?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            path,
+        })
     }
 
     /// The plain write rate of this database for the given rows: one prepared
@@ -318,14 +324,12 @@ impl Store for SqliteStore {
         to_us: i64,
         with_props: bool,
     ) -> StoreResult<Vec<FunnelEvent>> {
-        activity::funnel_events(
-            &self.reader,
-            app.store_key,
-            names,
-            (from_us, to_us),
-            with_props,
-        )
+        let (path, app_seq, names) = (self.path.clone(), app.store_key, names.to_vec());
+        tokio::task::spawn_blocking(move || {
+            activity::funnel_events(&path, app_seq, &names, (from_us, to_us), with_props)
+        })
         .await
+        .map_err(StoreError::internal)?
     }
 
     async fn close(&self) {
