@@ -10,7 +10,9 @@ use huiliu_domain::analytics::{
     merge_packed, merge_rows, open_stored, pack_rows, resolve_first_active, ActivityDelta,
     BitmapKind, DayBitmap, PACKED_ROWS_KIND,
 };
-use huiliu_store::{sql, ActivityCursor, ActivityRows, ScannedEvent, StoreError, StoreResult};
+use huiliu_store::{
+    sql, ActivityCursor, ActivityRows, FunnelColumns, ScannedEvent, StoreError, StoreResult,
+};
 use rusqlite::{params, Connection};
 use sqlx::SqlitePool;
 
@@ -255,7 +257,7 @@ pub(crate) fn funnel_events(
                AND name IN (SELECT value FROM json_each(?4))",
         )
         .map_err(to_store_error)?;
-    let mut rows: Vec<(i64, (i64, i64, String, Option<String>))> = statement
+    let mut rows: Vec<(i64, FunnelColumns)> = statement
         .query_map(params![app_seq, from_us, to_us, names, with_props], |r| {
             Ok((r.get(4)?, (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         })

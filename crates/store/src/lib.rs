@@ -18,7 +18,7 @@ pub mod contract;
 pub mod testdb;
 
 pub use error::StoreError;
-pub use records::funnel_event;
+pub use records::{funnel_event, FunnelColumns};
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
     KeyRecord, RebuildMark, ScannedEvent, StoredEvent, UserColumns, UserRecord,

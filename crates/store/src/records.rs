@@ -237,9 +237,12 @@ pub struct ScannedEvent {
     pub name: String,
 }
 
-/// Builds a funnel event from stored columns: user_index, time_us, name, props (when fetched).
+/// The stored columns a funnel reads: user_index, time_us, name, props (when fetched).
+pub type FunnelColumns = (i64, i64, String, Option<String>);
+
+/// Builds a funnel event from [`FunnelColumns`].
 pub fn funnel_event(
-    (user_index, time_us, name, props): (i64, i64, String, Option<String>),
+    (user_index, time_us, name, props): FunnelColumns,
 ) -> Result<huiliu_domain::analytics::funnel::FunnelEvent, crate::StoreError> {
     let props = match props {
         None => None,
