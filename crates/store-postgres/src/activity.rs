@@ -267,15 +267,7 @@ pub(crate) async fn scan_events(
         .bind(limit as i64)
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, user_index, time_us, name)| ScannedEvent {
-            seq,
-            user_index: user_index as u32,
-            time_us,
-            name,
-        })
-        .collect())
+    Ok(rows.into_iter().map(ScannedEvent::from_columns).collect())
 }
 
 pub(crate) async fn funnel_events(

@@ -219,15 +219,7 @@ pub(crate) async fn scan_events(
         .bind(limit as i64)
         .fetch_all(reader)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, user_index, time_us, name)| ScannedEvent {
-            seq,
-            user_index: user_index as u32,
-            time_us,
-            name,
-        })
-        .collect())
+    Ok(rows.into_iter().map(ScannedEvent::from_columns).collect())
 }
 
 /// Funnel events on a read-only connection of its own, on a blocking thread: a

@@ -237,6 +237,18 @@ pub struct ScannedEvent {
     pub name: String,
 }
 
+impl ScannedEvent {
+    /// From the columns of [`SCAN_EVENTS`](crate::sql::SCAN_EVENTS): seq, user_index, time_us, name.
+    pub fn from_columns((seq, user_index, time_us, name): (i64, i64, i64, String)) -> Self {
+        Self {
+            seq,
+            user_index: user_index as u32,
+            time_us,
+            name,
+        }
+    }
+}
+
 /// The stored columns a funnel reads: user_index, time_us, name, props (when fetched).
 pub type FunnelColumns = (i64, i64, String, Option<String>);
 

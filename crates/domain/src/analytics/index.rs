@@ -144,7 +144,7 @@ pub fn merge_packed<'b>(blobs: impl IntoIterator<Item = &'b [u8]>) -> io::Result
     fn number<const N: usize>(rest: &mut &[u8]) -> io::Result<[u8; N]> {
         Ok(take(rest, N)?.try_into().expect("take returns N bytes"))
     }
-    let mut merged: BTreeMap<(LocalDay, BitmapKind, String), RoaringBitmap> = BTreeMap::new();
+    let mut merged = KeyedBitmaps::new();
     for bytes in blobs {
         let (&version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
         if version != PACK_VERSION {
@@ -165,26 +165,12 @@ pub fn merge_packed<'b>(blobs: impl IntoIterator<Item = &'b [u8]>) -> io::Result
             }
         }
     }
-    Ok(merged
-        .into_iter()
-        .map(|((day, kind, event), users)| DayBitmap {
-            day,
-            kind,
-            event,
-            users,
-        })
-        .collect())
+    Ok(rows_of(merged))
 }
 
-/// Unions rows that share a day, kind and event: compaction's merge.
-pub fn merge_rows(rows: impl IntoIterator<Item = DayBitmap>) -> Vec<DayBitmap> {
-    let mut merged: BTreeMap<(LocalDay, BitmapKind, String), RoaringBitmap> = BTreeMap::new();
-    for row in rows {
-        union_into(
-            merged.entry((row.day, row.kind, row.event)).or_default(),
-            row.users,
-        );
-    }
+type KeyedBitmaps = BTreeMap<(LocalDay, BitmapKind, String), RoaringBitmap>;
+
+fn rows_of(merged: KeyedBitmaps) -> Vec<DayBitmap> {
     merged
         .into_iter()
         .map(|((day, kind, event), users)| DayBitmap {
@@ -194,6 +180,18 @@ pub fn merge_rows(rows: impl IntoIterator<Item = DayBitmap>) -> Vec<DayBitmap> {
             users,
         })
         .collect()
+}
+
+/// Unions rows that share a day, kind and event: compaction's merge.
+pub fn merge_rows(rows: impl IntoIterator<Item = DayBitmap>) -> Vec<DayBitmap> {
+    let mut merged = KeyedBitmaps::new();
+    for row in rows {
+        union_into(
+            merged.entry((row.day, row.kind, row.event)).or_default(),
+            row.users,
+        );
+    }
+    rows_of(merged)
 }
 
 /// Rows as a store keeps them, opened: packed batches (kind [`PACKED_ROWS_KIND`])
