@@ -749,3 +749,22 @@ crate::both_stores! {
         assert_eq!(dau(&after), Some(1), "{after}");
     }
 }
+
+crate::both_stores! {
+    async fn an_evicted_index_is_read_again_whole(app: TestApp) {
+        assert_eq!(app.post_events(json!([event("e1", "alice"), event("e2", "bob")])).await.0, 200);
+        let (other, other_key) = app.other_app().await;
+        let response = app.client.post(format!("{}/v1/events", app.base)).bearer_auth(&other_key)
+            .body(json!({"events": [event("o1", "carol")]}).to_string()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+
+        let cache = huiliu_server::analytics::ActivityCache::with_capacity(1);
+        let first = cache.fresh(&app.store, &app.app).await.unwrap().index.to_rows();
+        assert!(!first.is_empty());
+        let theirs = cache.fresh(&app.store, &other).await.unwrap().index.to_rows();
+        assert_ne!(theirs, first);
+        assert_eq!(cache.len(), 1, "the first app was dropped");
+        let again = cache.fresh(&app.store, &app.app).await.unwrap().index.to_rows();
+        assert_eq!(again, first);
+    }
+}
