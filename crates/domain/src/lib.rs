@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod templates;
 pub mod time;
 pub mod users;
 

@@ -5,6 +5,7 @@ use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
+use huiliu_domain::templates::Template;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, ScannedEvent,
@@ -179,6 +180,22 @@ impl Store for AnyStore {
         with_props: bool,
     ) -> StoreResult<Vec<FunnelEvent>> {
         dispatch!(self, s => s.funnel_events(app, names, from_us, to_us, with_props))
+    }
+
+    async fn put_template(&self, app: &AppRecord, template: &Template) -> StoreResult<()> {
+        dispatch!(self, s => s.put_template(app, template))
+    }
+
+    async fn get_template(
+        &self,
+        app: &AppRecord,
+        template_id: &str,
+    ) -> StoreResult<Option<Template>> {
+        dispatch!(self, s => s.get_template(app, template_id))
+    }
+
+    async fn list_templates(&self, app: &AppRecord) -> StoreResult<Vec<Template>> {
+        dispatch!(self, s => s.list_templates(app))
     }
 
     async fn close(&self) {

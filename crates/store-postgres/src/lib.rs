@@ -14,12 +14,13 @@ use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
+use huiliu_domain::templates::Template;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    sql, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome,
-    KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError, StoreResult, StoredEvent,
-    UserRecord,
+    sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
+    IngestOutcome, KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError,
+    StoreResult, StoredEvent, UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -276,6 +277,39 @@ impl Store for PostgresStore {
             with_props,
         )
         .await
+    }
+
+    async fn put_template(&self, app: &AppRecord, template: &Template) -> StoreResult<()> {
+        let definition = serde_json::to_string(template).map_err(StoreError::internal)?;
+        sqlx::query(sql::PUT_TEMPLATE)
+            .bind(app.store_key)
+            .bind(&template.template_id)
+            .bind(definition)
+            .bind(to_micros(Timestamp::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_template(
+        &self,
+        app: &AppRecord,
+        template_id: &str,
+    ) -> StoreResult<Option<Template>> {
+        let row: Option<String> = sqlx::query_scalar(sql::GET_TEMPLATE)
+            .bind(app.store_key)
+            .bind(template_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_deref().map(stored_template).transpose()
+    }
+
+    async fn list_templates(&self, app: &AppRecord) -> StoreResult<Vec<Template>> {
+        let rows: Vec<String> = sqlx::query_scalar(sql::LIST_TEMPLATES)
+            .bind(app.store_key)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|d| stored_template(d)).collect()
     }
 
     async fn close(&self) {

@@ -17,13 +17,14 @@ use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
+use huiliu_domain::templates::Template;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
-    sql, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome,
-    KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError, StoreResult, StoredEvent,
-    UserRecord,
+    sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
+    IngestOutcome, KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError,
+    StoreResult, StoredEvent, UserRecord,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -330,6 +331,43 @@ impl Store for SqliteStore {
         })
         .await
         .map_err(StoreError::internal)?
+    }
+
+    async fn put_template(&self, app: &AppRecord, template: &Template) -> StoreResult<()> {
+        let definition = serde_json::to_string(template).map_err(StoreError::internal)?;
+        let (app_seq, id) = (app.store_key, template.template_id.clone());
+        let now = to_micros(Timestamp::now());
+        self.writer
+            .write(move |tx| {
+                tx.execute(
+                    sql::PUT_TEMPLATE,
+                    rusqlite::params![app_seq, id, definition, now],
+                )
+                .map(|_| ())
+                .map_err(writer::to_store_error)
+            })
+            .await
+    }
+
+    async fn get_template(
+        &self,
+        app: &AppRecord,
+        template_id: &str,
+    ) -> StoreResult<Option<Template>> {
+        let row: Option<String> = sqlx::query_scalar(sql::GET_TEMPLATE)
+            .bind(app.store_key)
+            .bind(template_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_deref().map(stored_template).transpose()
+    }
+
+    async fn list_templates(&self, app: &AppRecord) -> StoreResult<Vec<Template>> {
+        let rows: Vec<String> = sqlx::query_scalar(sql::LIST_TEMPLATES)
+            .bind(app.store_key)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|d| stored_template(d)).collect()
     }
 
     async fn close(&self) {

@@ -18,7 +18,7 @@ pub mod contract;
 pub mod testdb;
 
 pub use error::StoreError;
-pub use records::{funnel_event, FunnelColumns};
+pub use records::{funnel_event, stored_template, FunnelColumns};
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
     KeyRecord, RebuildMark, ScannedEvent, StoredEvent, UserColumns, UserRecord,
@@ -29,6 +29,7 @@ use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
 use huiliu_domain::apps::{AppId, NewApp};
 use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
+use huiliu_domain::templates::Template;
 use huiliu_domain::users::ProfilePatch;
 use std::future::Future;
 
@@ -153,6 +154,25 @@ pub trait Store: Clone + Send + Sync + 'static {
         to_us: i64,
         with_props: bool,
     ) -> impl Future<Output = StoreResult<Vec<FunnelEvent>>> + Send;
+
+    /// Stores a template definition, replacing the app's earlier one with the same id.
+    fn put_template(
+        &self,
+        app: &AppRecord,
+        template: &Template,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn get_template(
+        &self,
+        app: &AppRecord,
+        template_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<Template>>> + Send;
+
+    /// The app's templates, by id.
+    fn list_templates(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<Vec<Template>>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -249,6 +249,13 @@ impl ScannedEvent {
     }
 }
 
+/// A stored template definition, parsed back.
+pub fn stored_template(
+    definition: &str,
+) -> Result<huiliu_domain::templates::Template, crate::StoreError> {
+    serde_json::from_str(definition).map_err(crate::StoreError::internal)
+}
+
 /// The stored columns a funnel reads: user_index, time_us, name, props (when fetched).
 pub type FunnelColumns = (i64, i64, String, Option<String>);
 

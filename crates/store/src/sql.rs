@@ -49,6 +49,19 @@ pub const APP_INDEX_STATE: &str = "SELECT analytics, index_generation FROM apps 
 pub const SCAN_EVENTS: &str = "SELECT seq, user_index, time_us, name FROM events
     WHERE app_seq = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
+/// Stores app $1's template $2 with definition $3 at $4, replacing an earlier one.
+pub const PUT_TEMPLATE: &str = "INSERT INTO templates (app_seq, template_id, definition, updated_us)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (app_seq, template_id) DO UPDATE SET definition = excluded.definition, updated_us = excluded.updated_us";
+
+/// App $1's template $2: its definition (JSON).
+pub const GET_TEMPLATE: &str =
+    "SELECT definition FROM templates WHERE app_seq = $1 AND template_id = $2";
+
+/// Every template definition of app $1, by id.
+pub const LIST_TEMPLATES: &str =
+    "SELECT definition FROM templates WHERE app_seq = $1 ORDER BY template_id";
+
 /// The oldest packed rows (seq, users) of app $1, at most $2: what compaction opens.
 pub const PACKED_ACTIVITY_ROWS: &str = "SELECT seq, users FROM activity_bitmaps
     WHERE app_seq = $1 AND kind = 3 ORDER BY seq LIMIT $2";

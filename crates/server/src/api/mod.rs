@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod home;
+pub mod templates;
 pub mod users;
 
 use crate::metrics::track_requests;
@@ -39,6 +40,10 @@ use utoipa::OpenApi;
         events::get_event,
         users::get_user,
         users::put_user,
+        templates::put_template,
+        templates::get_template,
+        templates::list_templates,
+        templates::check_data,
         analytics::get_active,
         analytics::get_retention,
         analytics::get_lifecycle,
@@ -54,6 +59,7 @@ use utoipa::OpenApi;
     tags(
         (name = "events", description = "Behaviour events"),
         (name = "users", description = "Users and their profiles"),
+        (name = "templates", description = "Subscription-message templates and their field rules"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
     )
@@ -127,6 +133,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", axum::routing::post(events::post_events))
         .route("/v1/events/{event_id}", get(events::get_event))
         .route("/v1/users/{user_id}", get(users::get_user).put(users::put_user))
+        .route("/v1/templates", get(templates::list_templates))
+        .route("/v1/templates/{template_id}", get(templates::get_template).put(templates::put_template))
+        .route("/v1/templates/{template_id}/check", axum::routing::post(templates::check_data))
         .route("/v1/analytics/active", get(analytics::get_active))
         .route("/v1/analytics/retention", get(analytics::get_retention))
         .route("/v1/analytics/lifecycle", get(analytics::get_lifecycle))

@@ -90,6 +90,22 @@ fn random_input_on_every_endpoint_is_answered_below_500() {
                     .await
                     .unwrap();
                 assert!(response.status().as_u16() < 500, "PUT settings {}", response.status());
+                for (method, path) in [
+                    (reqwest::Method::PUT, format!("/v1/templates/{encoded}")),
+                    (reqwest::Method::POST, format!("/v1/templates/{encoded}/check")),
+                    (reqwest::Method::PUT, "/v1/templates/fuzz".to_string()),
+                    (reqwest::Method::POST, "/v1/templates/fuzz/check".to_string()),
+                ] {
+                    let response = app
+                        .client
+                        .request(method, format!("{}{path}", app.base))
+                        .bearer_auth(&key)
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(response.status().as_u16() < 500, "{path}: {}", response.status());
+                }
             }
         });
     });

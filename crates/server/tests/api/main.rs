@@ -6,4 +6,5 @@ mod analytics;
 mod events;
 mod fuzz;
 mod operations;
+mod templates;
 mod users;

@@ -1,0 +1,100 @@
+use crate::both_stores;
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(key)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn shipping() -> Value {
+    json!({"title": "订单发货提醒", "kind": "one_time", "fields": [
+        {"key": "thing1", "name": "商品名称"},
+        {"key": "time2", "name": "发货时间"},
+        {"key": "enum3", "name": "状态", "values": ["已发货", "已签收"]}
+    ]})
+}
+
+both_stores! {
+    async fn templates_are_stored_with_field_types_and_replaced_whole(app: TestApp) {
+        let key = app.secret_key.clone();
+        let (status, stored) = send(&app, reqwest::Method::PUT, "/v1/templates/tmpl-ship", &key, shipping()).await;
+        assert_eq!(status, 200, "{stored}");
+        assert_eq!(stored["fields"][1]["kind"], "time");
+        // The same PUT again changes nothing; a new definition replaces the old one.
+        let (status, again) = send(&app, reqwest::Method::PUT, "/v1/templates/tmpl-ship", &key, shipping()).await;
+        assert_eq!((status, &again), (200, &stored));
+        let (_, listed) = app.get("/v1/templates", Some(&key)).await;
+        assert_eq!(listed["templates"].as_array().unwrap().len(), 1);
+        let smaller = json!({"title": "发货", "kind": "long_term", "fields": [{"key": "thing1", "name": "商品"}]});
+        assert_eq!(send(&app, reqwest::Method::PUT, "/v1/templates/tmpl-ship", &key, smaller).await.0, 200);
+        let (status, read) = app.get("/v1/templates/tmpl-ship", Some(&key)).await;
+        assert_eq!((status, read["kind"].as_str(), read["fields"].as_array().unwrap().len()), (200, Some("long_term"), 1));
+
+        // Tenants: another app neither sees nor reads it.
+        let (_, other_key) = app.other_app().await;
+        let (status, _) = app.get("/v1/templates/tmpl-ship", Some(&other_key)).await;
+        assert_eq!(status, 404);
+        let (_, theirs) = app.get("/v1/templates", Some(&other_key)).await;
+        assert_eq!(theirs["templates"], json!([]));
+        let (status, _) = app.get("/v1/templates", Some(&app.publishable_key)).await;
+        assert_eq!(status, 403);
+    }
+
+    async fn bad_definitions_are_refused_and_keep_what_was_stored(app: TestApp) {
+        let key = app.secret_key.clone();
+        assert_eq!(send(&app, reqwest::Method::PUT, "/v1/templates/t1", &key, shipping()).await.0, 200);
+        for (body, field) in [
+            (json!({"title": "x", "kind": "one_time", "fields": [{"key": "money1", "name": "x"}]}), "fields[0].key"),
+            (json!({"title": "x", "kind": "one_time", "fields": [{"key": "enum1", "name": "x"}]}), "fields[0].values"),
+            (json!({"title": "x", "kind": "sometimes", "fields": [{"key": "thing1"}]}), "body"),
+            (json!({"title": "", "kind": "one_time", "fields": [{"key": "thing1"}]}), "title"),
+        ] {
+            let (status, answer) = send(&app, reqwest::Method::PUT, "/v1/templates/t1", &key, body).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (422, Some(field)), "{answer}");
+        }
+        let (status, answer) = send(&app, reqwest::Method::PUT, "/v1/templates/has%20space", &key, shipping()).await;
+        assert_eq!((status, answer["error"]["field"].as_str()), (422, Some("template_id")));
+        let (_, kept) = app.get("/v1/templates/t1", Some(&key)).await;
+        assert_eq!(kept["fields"].as_array().unwrap().len(), 3, "nothing stored was lost");
+    }
+
+    async fn message_data_is_checked_in_characters_against_each_field_rule(app: TestApp) {
+        let key = app.secret_key.clone();
+        assert_eq!(send(&app, reqwest::Method::PUT, "/v1/templates/t1", &key, shipping()).await.0, 200);
+        let twenty = "您的订单已发货，请注意查收哦亲爱的用户们"; // 20 characters, 60 bytes
+        let ok = json!({"data": {"thing1": twenty, "time2": "2026年11月24日 15:01", "enum3": "已发货"}});
+        let (status, answer) = send(&app, reqwest::Method::POST, "/v1/templates/t1/check", &key, ok).await;
+        assert_eq!((status, &answer), (200, &json!({"ok": true})));
+        for (data, field, code) in [
+            (json!({"thing1": format!("{twenty}呀"), "time2": "15:01", "enum3": "已发货"}), "data.thing1", "invalid_value"),
+            (json!({"thing1": "杯子", "time2": "3pm", "enum3": "已发货"}), "data.time2", "invalid_value"),
+            (json!({"thing1": "杯子", "time2": "15:01", "enum3": "已取消"}), "data.enum3", "invalid_value"),
+            (json!({"thing1": "杯子", "time2": "15:01"}), "data.enum3", "missing_field"),
+            (json!({"thing1": "杯子", "time2": "15:01", "enum3": "已发货", "thing9": "x"}), "data.thing9", "unknown_field"),
+        ] {
+            let (status, answer) = send(&app, reqwest::Method::POST, "/v1/templates/t1/check", &key, json!({"data": data})).await;
+            assert_eq!(
+                (status, answer["error"]["field"].as_str(), answer["error"]["code"].as_str()),
+                (422, Some(field), Some(code)),
+                "{answer}"
+            );
+        }
+        let (status, _) = send(&app, reqwest::Method::POST, "/v1/templates/nope/check", &key, json!({"data": {}})).await;
+        assert_eq!(status, 404);
+    }
+}
