@@ -317,7 +317,7 @@ fn is_symbol(c: char) -> bool {
 
 fn value_fits(field: &TemplateField, value: &str) -> bool {
     let n = chars(value);
-    if n == 0 || value.chars().any(|c| c.is_control()) {
+    if value.trim().is_empty() || value.chars().any(|c| c.is_control()) {
         return false;
     }
     match field.kind {
@@ -469,6 +469,24 @@ mod tests {
         t.check_data(json!({ key: value }).as_object().unwrap())
     }
 
+    proptest::proptest! {
+        /// `thing` counts characters: any 1–20 printable characters pass (even 80
+        /// bytes of Chinese or emoji), 21 never do.
+        #[test]
+        fn thing_length_is_counted_in_characters(text in "[\\p{Han}a-z0-9，。！😀 ]{1,30}") {
+            let n = text.chars().count();
+            let result = check("thing1", &text);
+            let expected = n <= 20 && !text.trim().is_empty();
+            proptest::prop_assert_eq!(result.is_ok(), expected, "{} characters, {} bytes", n, text.len());
+        }
+
+        #[test]
+        fn numbers_are_digits_with_at_most_one_point(whole in "[0-9]{1,20}", fraction in proptest::option::of("[0-9]{1,11}")) {
+            let value = match &fraction { Some(f) => format!("{whole}.{f}"), None => whole.clone() };
+            proptest::prop_assert_eq!(check("number1", &value).is_ok(), value.chars().count() <= 32);
+        }
+    }
+
     #[test]
     fn kinds_come_from_key_prefixes() {
         assert_eq!(FieldKind::of_key("thing1"), Some(FieldKind::Thing));
@@ -530,6 +548,7 @@ mod tests {
             ("thing1", "您的订单已发货，请注意查收哦亲爱的用户们呀"), // 21 characters
             ("thing1", "两行\n文字"),
             ("thing1", ""),
+            ("thing1", "   "),
             ("number2", "12a"),
             ("number2", "1.2.3"),
             ("number2", &"9".repeat(33)),
