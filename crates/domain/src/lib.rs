@@ -10,8 +10,10 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod secrets;
 pub mod templates;
 pub mod time;
 pub mod users;
+pub mod wechat;
 
 pub use error::FieldError;

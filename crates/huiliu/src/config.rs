@@ -15,6 +15,9 @@ pub const KNOWN_ENV: &[&str] = &[
     "HUILIU_METRICS_LISTEN",
     "HUILIU_LOG",
     "HUILIU_LOG_FORMAT",
+    "HUILIU_MASTER_KEY",
+    "HUILIU_MASTER_KEY_FILE",
+    "HUILIU_WECHAT_API_BASE",
     // read by the test suite, not by the server
     "HUILIU_TEST_POSTGRES_URL",
     "HUILIU_REQUIRE_POSTGRES",
@@ -34,6 +37,15 @@ pub struct Config {
     pub log: String,
     /// `text` for people, `json` for log collectors.
     pub log_format: String,
+    /// 64 hex characters sealing the apps' WeChat secrets; without it, a key file is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<String>,
+    /// Where the master key is kept when `master_key` is not set (default: beside a
+    /// SQLite database, `PATH.key`; otherwise `./huiliu.key`), created if missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<String>,
+    /// WeChat's API base; a fake WeChat in development, e.g. `http://127.0.0.1:9000`.
+    pub wechat_api_base: String,
 }
 
 impl Default for Config {
@@ -44,6 +56,9 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9464".into(),
             log: "info,sqlx=warn".into(),
             log_format: "text".into(),
+            master_key: None,
+            master_key_file: None,
+            wechat_api_base: "https://api.weixin.qq.com".into(),
         }
     }
 }
@@ -86,6 +101,9 @@ pub fn load(
             "metrics_listen",
             "log",
             "log_format",
+            "master_key",
+            "master_key_file",
+            "wechat_api_base",
         ]))
         .merge(Serialized::defaults(overrides));
     let config: Config = figment.extract().map_err(Box::new)?;
@@ -106,6 +124,9 @@ pub fn load(
 pub fn redacted_toml(config: &Config) -> String {
     let mut shown = config.clone();
     shown.database_url = redact_url_password(&config.database_url);
+    if shown.master_key.is_some() {
+        shown.master_key = Some("***".into());
+    }
     toml_string(&shown)
 }
 
@@ -118,6 +139,15 @@ fn toml_string(config: &Config) -> String {
         line("metrics_listen", &config.metrics_listen),
         line("log", &config.log),
         line("log_format", &config.log_format),
+        config
+            .master_key
+            .as_deref()
+            .map_or(String::new(), |k| line("master_key", k)),
+        config
+            .master_key_file
+            .as_deref()
+            .map_or(String::new(), |f| line("master_key_file", f)),
+        line("wechat_api_base", &config.wechat_api_base),
     ]
     .concat()
 }

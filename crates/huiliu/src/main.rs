@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod import;
+mod master_key;
 mod simulate;
 
 use anyhow::{bail, Context};
@@ -150,6 +151,29 @@ enum AppCommand {
         #[arg(long, default_value = DEFAULT_TIMEZONE)]
         timezone: String,
     },
+    /// Set an app's WeChat settings; the AppSecret, Token and EncodingAESKey are
+    /// stored sealed under the master key (see docs/operations.md).
+    SetWechat {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long = "app", value_name = "APP_ID")]
+        app_id: String,
+        /// The mini-program's AppID (wx…).
+        #[arg(long)]
+        appid: String,
+        /// The AppSecret; `-` reads it from standard input (keeps it out of shell history).
+        #[arg(long)]
+        secret: String,
+        /// The message-push Token.
+        #[arg(long)]
+        token: Option<String>,
+        /// The message-push EncodingAESKey.
+        #[arg(long = "aes-key")]
+        aes_key: Option<String>,
+        /// This app's WeChat API base, if not the server's.
+        #[arg(long = "api-base")]
+        api_base: Option<String>,
+    },
     /// List apps (ids, names, time zones; never keys).
     List {
         #[command(flatten)]
@@ -204,7 +228,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Reindex { store, .. }
         | Command::Simulate { store, .. }
         | Command::App {
-            command: AppCommand::Create { store, .. } | AppCommand::List { store, .. },
+            command:
+                AppCommand::Create { store, .. }
+                | AppCommand::List { store, .. }
+                | AppCommand::SetWechat { store, .. },
         } => Overrides {
             database_url: store.database_url.clone(),
             ..Overrides::default()
@@ -285,6 +312,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             let summary = summary?;
             println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::App {
+            command:
+                AppCommand::SetWechat {
+                    app_id,
+                    appid,
+                    secret,
+                    token,
+                    aes_key,
+                    api_base,
+                    ..
+                },
+        } => {
+            let secret = if secret == "-" {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim().to_string()
+            } else {
+                secret
+            };
+            let settings =
+                huiliu_domain::wechat::WechatSettings::new(appid, secret, token, aes_key, api_base)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--{}: {}",
+                            e.field.unwrap_or_default().replace('_', "-"),
+                            e.message
+                        )
+                    })?;
+            let key = master_key::load(&config)?;
+            let store = open(&config).await?;
+            let app = find_app(&store, &app_id).await?;
+            let stored = huiliu_server::wechat_settings::seal(&key, &app, &settings);
+            let result = store.put_wechat_settings(&app, &stored).await;
+            store.close().await;
+            result?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "app_id": app.id.as_str(),
+                    "appid": stored.appid,
+                    "secret_set": true,
+                    "token_set": stored.token_sealed.is_some(),
+                    "aes_key_set": stored.aes_key_sealed.is_some(),
+                    "api_base": stored.api_base,
+                })
+            );
         }
         Command::Reindex { app_id, quiet, .. } => {
             let store = open(&config).await?;
@@ -382,8 +456,11 @@ async fn open(config: &Config) -> anyhow::Result<AnyStore> {
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
+    let key = master_key::load(config)?;
     let store = open(config).await?;
-    serve_state(config, huiliu_server::AppState::new(store), |_| {}).await
+    let mut state = huiliu_server::AppState::new(store);
+    state.master_key = std::sync::Arc::new(key);
+    serve_state(config, state, |_| {}).await
 }
 
 /// Binds the configured listeners and serves until SIGTERM or Ctrl-C;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod ingest;
 pub mod metrics;
 mod store_select;
+pub mod wechat_settings;
 
 pub use store_select::{backend_of, open_store, AnyStore, ACCEPTED_URLS};
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub activity: analytics::ActivityCache,
     /// The app whose headline numbers `/` shows (the demo); `None` on a normal server.
     pub home_app: Option<huiliu_store::AppRecord>,
+    /// Seals and opens the apps' WeChat secrets.
+    pub master_key: Arc<huiliu_domain::secrets::MasterKey>,
 }
 
 impl AppState {
@@ -33,6 +36,9 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             activity: analytics::ActivityCache::default(),
             home_app: None,
+            // A server started by `huiliu serve` is given its configured key; a
+            // random one serves tests and benchmarks, whose stores are thrown away.
+            master_key: Arc::new(huiliu_domain::secrets::MasterKey::from_bytes(rand::random())),
         }
     }
 }

@@ -9,7 +9,7 @@ use huiliu_domain::templates::Template;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, ScannedEvent,
-    Store, StoreError, StoreResult, StoredEvent, UserRecord,
+    Store, StoreError, StoreResult, StoredEvent, StoredWechat, UserRecord,
 };
 use huiliu_store_postgres::PostgresStore;
 use huiliu_store_sqlite::SqliteStore;
@@ -196,6 +196,18 @@ impl Store for AnyStore {
 
     async fn list_templates(&self, app: &AppRecord) -> StoreResult<Vec<Template>> {
         dispatch!(self, s => s.list_templates(app))
+    }
+
+    async fn put_wechat_settings(
+        &self,
+        app: &AppRecord,
+        settings: &StoredWechat,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.put_wechat_settings(app, settings))
+    }
+
+    async fn get_wechat_settings(&self, app: &AppRecord) -> StoreResult<Option<StoredWechat>> {
+        dispatch!(self, s => s.get_wechat_settings(app))
     }
 
     async fn close(&self) {

@@ -20,7 +20,7 @@ use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
     IngestOutcome, KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError,
-    StoreResult, StoredEvent, UserRecord,
+    StoreResult, StoredEvent, StoredWechat, UserRecord, WechatColumns,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -310,6 +310,32 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|d| stored_template(d)).collect()
+    }
+
+    async fn put_wechat_settings(
+        &self,
+        app: &AppRecord,
+        settings: &StoredWechat,
+    ) -> StoreResult<()> {
+        sqlx::query(sql::PUT_WECHAT)
+            .bind(app.store_key)
+            .bind(&settings.appid)
+            .bind(&settings.secret_sealed)
+            .bind(&settings.token_sealed)
+            .bind(&settings.aes_key_sealed)
+            .bind(&settings.api_base)
+            .bind(to_micros(Timestamp::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_wechat_settings(&self, app: &AppRecord) -> StoreResult<Option<StoredWechat>> {
+        let row: Option<WechatColumns> = sqlx::query_as(sql::GET_WECHAT)
+            .bind(app.store_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(StoredWechat::from_columns))
     }
 
     async fn close(&self) {

@@ -24,7 +24,7 @@ use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
     IngestOutcome, KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError,
-    StoreResult, StoredEvent, UserRecord,
+    StoreResult, StoredEvent, StoredWechat, UserRecord, WechatColumns,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -368,6 +368,41 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter().map(|d| stored_template(d)).collect()
+    }
+
+    async fn put_wechat_settings(
+        &self,
+        app: &AppRecord,
+        settings: &StoredWechat,
+    ) -> StoreResult<()> {
+        let (app_seq, s) = (app.store_key, settings.clone());
+        let now = to_micros(Timestamp::now());
+        self.writer
+            .write(move |tx| {
+                tx.execute(
+                    sql::PUT_WECHAT,
+                    rusqlite::params![
+                        app_seq,
+                        s.appid,
+                        s.secret_sealed,
+                        s.token_sealed,
+                        s.aes_key_sealed,
+                        s.api_base,
+                        now
+                    ],
+                )
+                .map(|_| ())
+                .map_err(writer::to_store_error)
+            })
+            .await
+    }
+
+    async fn get_wechat_settings(&self, app: &AppRecord) -> StoreResult<Option<StoredWechat>> {
+        let row: Option<WechatColumns> = sqlx::query_as(sql::GET_WECHAT)
+            .bind(app.store_key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(StoredWechat::from_columns))
     }
 
     async fn close(&self) {

@@ -18,7 +18,7 @@ pub mod contract;
 pub mod testdb;
 
 pub use error::StoreError;
-pub use records::{funnel_event, stored_template, FunnelColumns};
+pub use records::{funnel_event, stored_template, FunnelColumns, StoredWechat, WechatColumns};
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
     KeyRecord, RebuildMark, ScannedEvent, StoredEvent, UserColumns, UserRecord,
@@ -173,6 +173,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         app: &AppRecord,
     ) -> impl Future<Output = StoreResult<Vec<Template>>> + Send;
+
+    /// Stores an app's WeChat settings (secrets already sealed), replacing earlier ones.
+    fn put_wechat_settings(
+        &self,
+        app: &AppRecord,
+        settings: &StoredWechat,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn get_wechat_settings(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<Option<StoredWechat>>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

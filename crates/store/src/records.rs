@@ -256,6 +256,39 @@ pub fn stored_template(
     serde_json::from_str(definition).map_err(crate::StoreError::internal)
 }
 
+/// An app's WeChat settings as stored: secrets sealed (see `huiliu_domain::secrets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWechat {
+    pub appid: String,
+    pub secret_sealed: Vec<u8>,
+    pub token_sealed: Option<Vec<u8>>,
+    pub aes_key_sealed: Option<Vec<u8>>,
+    pub api_base: Option<String>,
+}
+
+/// The columns of [`StoredWechat`], in its field order.
+pub type WechatColumns = (
+    String,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+impl StoredWechat {
+    pub fn from_columns(
+        (appid, secret_sealed, token_sealed, aes_key_sealed, api_base): WechatColumns,
+    ) -> Self {
+        Self {
+            appid,
+            secret_sealed,
+            token_sealed,
+            aes_key_sealed,
+            api_base,
+        }
+    }
+}
+
 /// The stored columns a funnel reads: user_index, time_us, name, props (when fetched).
 pub type FunnelColumns = (i64, i64, String, Option<String>);
 

@@ -62,6 +62,18 @@ pub const GET_TEMPLATE: &str =
 pub const LIST_TEMPLATES: &str =
     "SELECT definition FROM templates WHERE app_seq = $1 ORDER BY template_id";
 
+/// Stores app $1's WeChat settings: appid $2, sealed secret $3, token $4, AES key $5, API base $6, at $7.
+pub const PUT_WECHAT: &str = "INSERT INTO wechat_settings
+    (app_seq, appid, secret_sealed, token_sealed, aes_key_sealed, api_base, updated_us)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (app_seq) DO UPDATE SET appid = excluded.appid, secret_sealed = excluded.secret_sealed,
+      token_sealed = excluded.token_sealed, aes_key_sealed = excluded.aes_key_sealed,
+      api_base = excluded.api_base, updated_us = excluded.updated_us";
+
+/// App $1's WeChat settings; a row of [`WechatColumns`](crate::WechatColumns).
+pub const GET_WECHAT: &str = "SELECT appid, secret_sealed, token_sealed, aes_key_sealed, api_base
+    FROM wechat_settings WHERE app_seq = $1";
+
 /// The oldest packed rows (seq, users) of app $1, at most $2: what compaction opens.
 pub const PACKED_ACTIVITY_ROWS: &str = "SELECT seq, users FROM activity_bitmaps
     WHERE app_seq = $1 AND kind = 3 ORDER BY seq LIMIT $2";

@@ -4,6 +4,7 @@ mod commands;
 mod crash;
 mod import;
 mod simulate;
+mod wechat;
 
 use std::process::{Command, Output};
 
@@ -36,6 +37,7 @@ pub fn hours_ago(hours: i64) -> String {
     (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours)).to_string()
 }
 
+#[derive(Clone, Copy)]
 pub enum Backend {
     Sqlite,
     Postgres,

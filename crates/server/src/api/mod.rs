@@ -9,6 +9,7 @@ pub mod health;
 pub mod home;
 pub mod templates;
 pub mod users;
+pub mod wechat;
 
 use crate::metrics::track_requests;
 use crate::AppState;
@@ -44,6 +45,8 @@ use utoipa::OpenApi;
         templates::get_template,
         templates::list_templates,
         templates::check_data,
+        wechat::put_settings,
+        wechat::get_settings,
         analytics::get_active,
         analytics::get_retention,
         analytics::get_lifecycle,
@@ -60,6 +63,7 @@ use utoipa::OpenApi;
         (name = "events", description = "Behaviour events"),
         (name = "users", description = "Users and their profiles"),
         (name = "templates", description = "Subscription-message templates and their field rules"),
+        (name = "wechat", description = "The app's WeChat settings"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
     )
@@ -136,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates", get(templates::list_templates))
         .route("/v1/templates/{template_id}", get(templates::get_template).put(templates::put_template))
         .route("/v1/templates/{template_id}/check", axum::routing::post(templates::check_data))
+        .route("/v1/wechat/settings", get(wechat::get_settings).put(wechat::put_settings))
         .route("/v1/analytics/active", get(analytics::get_active))
         .route("/v1/analytics/retention", get(analytics::get_retention))
         .route("/v1/analytics/lifecycle", get(analytics::get_lifecycle))

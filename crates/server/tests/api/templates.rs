@@ -98,3 +98,44 @@ both_stores! {
         assert_eq!(status, 404);
     }
 }
+
+const APPID: &str = "wx4f28b4b2dcaafca1";
+const SECRET: &str = "3e2fa5ce1990693588816ff28e259ae0";
+
+both_stores! {
+    async fn wechat_settings_are_write_only_and_sealed_at_rest(app: TestApp) {
+        let key = app.secret_key.clone();
+        let (status, _) = app.get("/v1/wechat/settings", Some(&key)).await;
+        assert_eq!(status, 404);
+        let body = json!({"appid": APPID, "secret": SECRET, "token": "huiliuToken1", "aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"});
+        let (status, view) = send(&app, reqwest::Method::PUT, "/v1/wechat/settings", &key, body.clone()).await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view, json!({"appid": APPID, "secret_set": true, "token_set": true, "aes_key_set": true, "api_base": null}));
+        assert!(!view.to_string().contains(SECRET));
+        let (_, read) = app.get("/v1/wechat/settings", Some(&key)).await;
+        assert_eq!(read, view);
+
+        // At rest the secret is sealed; only the AppID is plain.
+        let stored = huiliu_store::Store::get_wechat_settings(&app.store, &app.app).await.unwrap().unwrap();
+        assert_eq!(stored.appid, APPID);
+        for sealed in [&stored.secret_sealed, stored.token_sealed.as_ref().unwrap(), stored.aes_key_sealed.as_ref().unwrap()] {
+            assert!(!sealed.windows(12).any(|w| SECRET.as_bytes().windows(12).any(|s| s == w)));
+            assert!(!String::from_utf8_lossy(sealed).contains("huiliuToken1"));
+        }
+
+        for (bad, field) in [
+            (json!({"appid": "wx1", "secret": SECRET}), "appid"),
+            (json!({"appid": APPID, "secret": "nothex"}), "secret"),
+            (json!({"appid": APPID, "secret": SECRET, "api_base": "ftp://x"}), "api_base"),
+        ] {
+            let (status, answer) = send(&app, reqwest::Method::PUT, "/v1/wechat/settings", &key, bad).await;
+            assert_eq!((status, answer["error"]["field"].as_str()), (422, Some(field)), "{answer}");
+        }
+        let (_, kept) = app.get("/v1/wechat/settings", Some(&key)).await;
+        assert_eq!(kept, view, "a refused update keeps the stored settings");
+
+        let (_, other_key) = app.other_app().await;
+        assert_eq!(app.get("/v1/wechat/settings", Some(&other_key)).await.0, 404);
+        assert_eq!(app.get("/v1/wechat/settings", Some(&app.publishable_key)).await.0, 403);
+    }
+}
