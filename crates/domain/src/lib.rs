@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod apps;
+pub mod credits;
 pub mod error;
 pub mod events;
 pub mod ids;

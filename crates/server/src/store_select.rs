@@ -8,8 +8,9 @@ use huiliu_domain::ids::UserId;
 use huiliu_domain::templates::Template;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
-    ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, ScannedEvent,
-    Store, StoreError, StoreResult, StoredEvent, StoredWechat, UserRecord,
+    ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, Recorded,
+    ScannedEvent, Store, StoreError, StoreResult, StoredEvent, StoredWechat, SubscriptionRecord,
+    SubscriptionReport, UserRecord,
 };
 use huiliu_store_postgres::PostgresStore;
 use huiliu_store_sqlite::SqliteStore;
@@ -208,6 +209,22 @@ impl Store for AnyStore {
 
     async fn get_wechat_settings(&self, app: &AppRecord) -> StoreResult<Option<StoredWechat>> {
         dispatch!(self, s => s.get_wechat_settings(app))
+    }
+
+    async fn record_subscriptions(
+        &self,
+        app: &AppRecord,
+        report: &SubscriptionReport,
+    ) -> StoreResult<Recorded> {
+        dispatch!(self, s => s.record_subscriptions(app, report))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+    ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
+        dispatch!(self, s => s.list_subscriptions(app, user_id))
     }
 
     async fn close(&self) {

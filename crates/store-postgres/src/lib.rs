@@ -7,6 +7,7 @@
 
 mod activity;
 mod ingest;
+mod subscriptions;
 mod users;
 
 use huiliu_domain::analytics::funnel::FunnelEvent;
@@ -19,8 +20,9 @@ use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
-    IngestOutcome, KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError,
-    StoreResult, StoredEvent, StoredWechat, UserRecord, WechatColumns,
+    IngestOutcome, KeyColumns, KeyRecord, RebuildMark, Recorded, ScannedEvent, Store, StoreError,
+    StoreResult, StoredEvent, StoredWechat, SubscriptionRecord, SubscriptionReport, UserRecord,
+    WechatColumns,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -336,6 +338,22 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(StoredWechat::from_columns))
+    }
+
+    async fn record_subscriptions(
+        &self,
+        app: &AppRecord,
+        report: &SubscriptionReport,
+    ) -> StoreResult<Recorded> {
+        with_retries(|| subscriptions::record(&self.pool, app.store_key, report)).await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+    ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
+        subscriptions::list(&self.pool, app.store_key, user_id.as_str()).await
     }
 
     async fn close(&self) {

@@ -9,6 +9,7 @@
 
 mod activity;
 mod ingest;
+mod subscriptions;
 mod users;
 mod writer;
 
@@ -23,8 +24,9 @@ use huiliu_domain::users::ProfilePatch;
 use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
-    IngestOutcome, KeyColumns, KeyRecord, RebuildMark, ScannedEvent, Store, StoreError,
-    StoreResult, StoredEvent, StoredWechat, UserRecord, WechatColumns,
+    IngestOutcome, KeyColumns, KeyRecord, RebuildMark, Recorded, ScannedEvent, Store, StoreError,
+    StoreResult, StoredEvent, StoredWechat, SubscriptionRecord, SubscriptionReport, UserRecord,
+    WechatColumns,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -403,6 +405,25 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         Ok(row.map(StoredWechat::from_columns))
+    }
+
+    async fn record_subscriptions(
+        &self,
+        app: &AppRecord,
+        report: &SubscriptionReport,
+    ) -> StoreResult<Recorded> {
+        let (app_seq, report) = (app.store_key, report.clone());
+        self.writer
+            .write(move |tx| subscriptions::record(tx, app_seq, &report))
+            .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+    ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
+        subscriptions::list(&self.reader, app.store_key, user_id.as_str()).await
     }
 
     async fn close(&self) {

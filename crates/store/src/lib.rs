@@ -18,7 +18,11 @@ pub mod contract;
 pub mod testdb;
 
 pub use error::StoreError;
-pub use records::{funnel_event, stored_template, FunnelColumns, StoredWechat, WechatColumns};
+pub use records::{
+    funnel_event, parse_status, stored_template, CreditBalances, FunnelColumns, IdempotencyKey,
+    Recorded, StoredWechat, SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
+    WechatColumns,
+};
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
     KeyRecord, RebuildMark, ScannedEvent, StoredEvent, UserColumns, UserRecord,
@@ -185,6 +189,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         app: &AppRecord,
     ) -> impl Future<Output = StoreResult<Option<StoredWechat>>> + Send;
+
+    /// Records a user's answers to subscription prompts (creating the user if
+    /// needed) and their credit history, in one transaction; with an idempotency key,
+    /// a replay gets the first answer and a reused key with another body is refused.
+    fn record_subscriptions(
+        &self,
+        app: &AppRecord,
+        report: &SubscriptionReport,
+    ) -> impl Future<Output = StoreResult<Recorded>> + Send;
+
+    /// A user's subscriptions by template id; `None` for a user huiliu has never seen.
+    fn list_subscriptions(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+    ) -> impl Future<Output = StoreResult<Option<Vec<SubscriptionRecord>>>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -289,6 +289,50 @@ impl StoredWechat {
     }
 }
 
+/// A user's answers to subscription prompts, to record in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionReport {
+    pub user_id: huiliu_domain::ids::UserId,
+    /// (template id, the template's kind, the answer), in template-id order.
+    pub answers: Vec<(
+        String,
+        huiliu_domain::templates::TemplateKind,
+        huiliu_domain::credits::SubscribeResult,
+    )>,
+    /// Why, for the credit history (e.g. `client_report`).
+    pub cause: String,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// A client's idempotency key and a hash of its request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+}
+
+/// Credits per template after recording (or as first recorded, on a replay).
+pub type CreditBalances = std::collections::BTreeMap<String, u32>;
+
+/// What recording a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded now.
+    Done(CreditBalances),
+    /// The same key and body were recorded before: the first answer again.
+    Replayed(CreditBalances),
+    /// The key was used before with a different body.
+    KeyReused,
+}
+
+/// One template's subscription of a user, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRecord {
+    pub template_id: String,
+    pub state: huiliu_domain::credits::Subscription,
+    pub updated_at: Timestamp,
+}
+
 /// The stored columns a funnel reads: user_index, time_us, name, props (when fetched).
 pub type FunnelColumns = (i64, i64, String, Option<String>);
 
@@ -313,4 +357,31 @@ pub fn funnel_event(
         name,
         props,
     })
+}
+
+/// The columns of a stored subscription: template_id, credits, long_term, status, updated_us.
+pub type SubscriptionColumns = (String, i64, bool, Option<String>, i64);
+
+impl SubscriptionRecord {
+    pub fn from_columns(
+        (template_id, credits, long_term, status, updated_us): SubscriptionColumns,
+    ) -> Result<Self, crate::StoreError> {
+        Ok(Self {
+            template_id,
+            state: huiliu_domain::credits::Subscription {
+                credits: u32::try_from(credits).map_err(crate::StoreError::internal)?,
+                long_term,
+                status: status.as_deref().map(parse_status).transpose()?,
+            },
+            updated_at: huiliu_domain::time::from_micros(updated_us),
+        })
+    }
+}
+
+/// A stored answer (`accept`, `reject`, `ban`).
+pub fn parse_status(
+    text: &str,
+) -> Result<huiliu_domain::credits::SubscribeResult, crate::StoreError> {
+    huiliu_domain::credits::SubscribeResult::parse(text, "status")
+        .map_err(crate::StoreError::internal)
 }

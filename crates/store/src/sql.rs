@@ -74,6 +74,37 @@ pub const PUT_WECHAT: &str = "INSERT INTO wechat_settings
 pub const GET_WECHAT: &str = "SELECT appid, secret_sealed, token_sealed, aes_key_sealed, api_base
     FROM wechat_settings WHERE app_seq = $1";
 
+/// A stored idempotency key of app $1 in scope $2: key $3 → (request_hash, response).
+pub const FIND_IDEMPOTENCY: &str =
+    "SELECT request_hash, response FROM idempotency_keys WHERE app_seq = $1 AND scope = $2 AND key = $3";
+
+/// Stores an idempotency key: app $1, scope $2, key $3, request hash $4, response $5, at $6.
+pub const PUT_IDEMPOTENCY: &str =
+    "INSERT INTO idempotency_keys (app_seq, scope, key, request_hash, response, created_us)
+    VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Appends a credit-history row: app $1, user $2, template $3, delta $4, credits after $5,
+/// long-term after $6, status $7, cause $8, message id $9, at $10.
+pub const INSERT_CREDIT_HISTORY: &str = "INSERT INTO credit_history
+    (app_seq, user_index, template_id, delta, credits_after, long_term_after, status, cause, message_id, created_us)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Stores a subscription: app $1, user $2, template $3, credits $4, long-term $5, status $6, at $7.
+pub const PUT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
+    (app_seq, user_index, template_id, credits, long_term, status, updated_us)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (app_seq, user_index, template_id) DO UPDATE SET credits = excluded.credits,
+      long_term = excluded.long_term, status = excluded.status, updated_us = excluded.updated_us";
+
+/// A user's subscriptions (app $1, user id $2): template_id, credits, long_term, status, updated_us.
+pub const LIST_SUBSCRIPTIONS: &str =
+    "SELECT s.template_id, s.credits, s.long_term, s.status, s.updated_us
+    FROM subscriptions s JOIN users u ON u.app_seq = s.app_seq AND u.user_index = s.user_index
+    WHERE s.app_seq = $1 AND u.user_id = $2 ORDER BY s.template_id";
+
+/// Whether app $1 has user $2.
+pub const USER_EXISTS: &str = "SELECT count(*) FROM users WHERE app_seq = $1 AND user_id = $2";
+
 /// The oldest packed rows (seq, users) of app $1, at most $2: what compaction opens.
 pub const PACKED_ACTIVITY_ROWS: &str = "SELECT seq, users FROM activity_bitmaps
     WHERE app_seq = $1 AND kind = 3 ORDER BY seq LIMIT $2";

@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod home;
+pub mod subscriptions;
 pub mod templates;
 pub mod users;
 pub mod wechat;
@@ -45,6 +46,8 @@ use utoipa::OpenApi;
         templates::get_template,
         templates::list_templates,
         templates::check_data,
+        subscriptions::post_subscriptions,
+        subscriptions::get_user_subscriptions,
         wechat::put_settings,
         wechat::get_settings,
         analytics::get_active,
@@ -63,6 +66,7 @@ use utoipa::OpenApi;
         (name = "events", description = "Behaviour events"),
         (name = "users", description = "Users and their profiles"),
         (name = "templates", description = "Subscription-message templates and their field rules"),
+        (name = "subscriptions", description = "Subscription answers and the credits they grant"),
         (name = "wechat", description = "The app's WeChat settings"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
@@ -140,6 +144,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates", get(templates::list_templates))
         .route("/v1/templates/{template_id}", get(templates::get_template).put(templates::put_template))
         .route("/v1/templates/{template_id}/check", axum::routing::post(templates::check_data))
+        .route("/v1/subscriptions", axum::routing::post(subscriptions::post_subscriptions))
+        .route("/v1/users/{user_id}/subscriptions", get(subscriptions::get_user_subscriptions))
         .route("/v1/wechat/settings", get(wechat::get_settings).put(wechat::put_settings))
         .route("/v1/analytics/active", get(analytics::get_active))
         .route("/v1/analytics/retention", get(analytics::get_retention))

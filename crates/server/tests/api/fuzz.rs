@@ -94,6 +94,8 @@ fn random_input_on_every_endpoint_is_answered_below_500() {
                     (reqwest::Method::PUT, format!("/v1/templates/{encoded}")),
                     (reqwest::Method::POST, format!("/v1/templates/{encoded}/check")),
                     (reqwest::Method::PUT, "/v1/templates/fuzz".to_string()),
+                    (reqwest::Method::POST, "/v1/subscriptions".to_string()),
+                    (reqwest::Method::PUT, "/v1/wechat/settings".to_string()),
                     (reqwest::Method::POST, "/v1/templates/fuzz/check".to_string()),
                 ] {
                     let response = app

@@ -6,5 +6,6 @@ mod analytics;
 mod events;
 mod fuzz;
 mod operations;
+mod subscriptions;
 mod templates;
 mod users;

@@ -1,0 +1,146 @@
+//! Subscription credits on PostgreSQL: each report in one transaction, the
+//! user's subscription rows locked in template-id order (no deadlocks between
+//! concurrent reports); a concurrent report with the same idempotency key loses
+//! on the key's primary key and is retried, then answered as a replay.
+
+use crate::ingest::resolve_user_indexes;
+use huiliu_domain::credits::Subscription;
+use huiliu_domain::time::to_micros;
+use huiliu_store::{
+    parse_status, sql, CreditBalances, Recorded, StoreResult, SubscriptionColumns,
+    SubscriptionRecord, SubscriptionReport,
+};
+use jiff::Timestamp;
+use sqlx::PgPool;
+
+const SCOPE: &str = "subscriptions";
+
+fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+pub(crate) async fn record(
+    pool: &PgPool,
+    app_seq: i64,
+    report: &SubscriptionReport,
+) -> Result<Recorded, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if let Some(idempotency) = &report.idempotency {
+        let earlier: Option<(Vec<u8>, String)> = sqlx::query_as(sql::FIND_IDEMPOTENCY)
+            .bind(app_seq)
+            .bind(SCOPE)
+            .bind(&idempotency.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some((hash, response)) = earlier {
+            return Ok(if hash == idempotency.request_hash {
+                Recorded::Replayed(serde_json::from_str(&response).map_err(decode)?)
+            } else {
+                Recorded::KeyReused
+            });
+        }
+    }
+    let user_id = report.user_id.as_str();
+    let user = resolve_user_indexes(&mut tx, app_seq, &[user_id]).await?[user_id];
+    let now = to_micros(Timestamp::now());
+    let mut balances = CreditBalances::new();
+    for (template_id, kind, result) in &report.answers {
+        sqlx::query(
+            "INSERT INTO subscriptions (app_seq, user_index, template_id, credits, long_term, status, updated_us)
+             VALUES ($1, $2, $3, 0, FALSE, NULL, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(app_seq)
+        .bind(user)
+        .bind(template_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (credits, long_term, status): (i64, bool, Option<String>) = sqlx::query_as(
+            "SELECT credits, long_term, status FROM subscriptions
+             WHERE app_seq = $1 AND user_index = $2 AND template_id = $3 FOR UPDATE",
+        )
+        .bind(app_seq)
+        .bind(user)
+        .bind(template_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let current = Subscription {
+            credits: u32::try_from(credits).map_err(decode)?,
+            long_term,
+            status: status
+                .as_deref()
+                .map(parse_status)
+                .transpose()
+                .map_err(decode)?,
+        };
+        let state = match current.record(*kind, *result) {
+            None => current,
+            Some(change) => {
+                let after = change.after;
+                let status = after.status.map(|s| s.as_str());
+                sqlx::query(sql::PUT_SUBSCRIPTION)
+                    .bind(app_seq)
+                    .bind(user)
+                    .bind(template_id)
+                    .bind(i64::from(after.credits))
+                    .bind(after.long_term)
+                    .bind(status)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::INSERT_CREDIT_HISTORY)
+                    .bind(app_seq)
+                    .bind(user)
+                    .bind(template_id)
+                    .bind(change.delta)
+                    .bind(i64::from(after.credits))
+                    .bind(after.long_term)
+                    .bind(status)
+                    .bind(&report.cause)
+                    .bind(Option::<String>::None)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                after
+            }
+        };
+        balances.insert(template_id.clone(), state.credits);
+    }
+    if let Some(idempotency) = &report.idempotency {
+        sqlx::query(sql::PUT_IDEMPOTENCY)
+            .bind(app_seq)
+            .bind(SCOPE)
+            .bind(&idempotency.key)
+            .bind(&idempotency.request_hash)
+            .bind(serde_json::to_string(&balances).map_err(decode)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Recorded::Done(balances))
+}
+
+pub(crate) async fn list(
+    pool: &PgPool,
+    app_seq: i64,
+    user_id: &str,
+) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
+    let known: i64 = sqlx::query_scalar(sql::USER_EXISTS)
+        .bind(app_seq)
+        .bind(user_id)
+        .fetch_one(pool)
+        .await?;
+    if known == 0 {
+        return Ok(None);
+    }
+    let rows: Vec<SubscriptionColumns> = sqlx::query_as(sql::LIST_SUBSCRIPTIONS)
+        .bind(app_seq)
+        .bind(user_id)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(SubscriptionRecord::from_columns)
+        .collect::<StoreResult<_>>()
+        .map(Some)
+}

@@ -1,0 +1,148 @@
+//! Subscription credits on SQLite: answers recorded on the writer thread, one
+//! transaction per report; reads on the reader pool.
+
+use crate::ingest::resolve_user_indexes;
+use crate::writer::to_store_error;
+use huiliu_domain::credits::Subscription;
+use huiliu_domain::time::to_micros;
+use huiliu_store::{
+    parse_status, sql, CreditBalances, Recorded, StoreError, StoreResult, SubscriptionColumns,
+    SubscriptionRecord, SubscriptionReport,
+};
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::SqlitePool;
+
+const SCOPE: &str = "subscriptions";
+
+pub(crate) fn record(
+    tx: &Connection,
+    app_seq: i64,
+    report: &SubscriptionReport,
+) -> StoreResult<Recorded> {
+    if let Some(idempotency) = &report.idempotency {
+        let earlier: Option<(Vec<u8>, String)> = tx
+            .query_row(
+                sql::FIND_IDEMPOTENCY,
+                params![app_seq, SCOPE, idempotency.key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(to_store_error)?;
+        if let Some((hash, response)) = earlier {
+            return Ok(if hash == idempotency.request_hash {
+                Recorded::Replayed(serde_json::from_str(&response).map_err(StoreError::internal)?)
+            } else {
+                Recorded::KeyReused
+            });
+        }
+    }
+    let user_id = report.user_id.as_str();
+    let user = resolve_user_indexes(tx, app_seq, &[user_id])?[user_id];
+    let now = to_micros(Timestamp::now());
+    let mut balances = CreditBalances::new();
+    for (template_id, kind, result) in &report.answers {
+        let current = tx
+            .query_row(
+                "SELECT credits, long_term, status FROM subscriptions
+                 WHERE app_seq = ?1 AND user_index = ?2 AND template_id = ?3",
+                params![app_seq, user, template_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(to_store_error)?
+            .map(|(credits, long_term, status)| {
+                Ok::<_, StoreError>(Subscription {
+                    credits: u32::try_from(credits).map_err(StoreError::internal)?,
+                    long_term,
+                    status: status.as_deref().map(parse_status).transpose()?,
+                })
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let state = match current.record(*kind, *result) {
+            None => current,
+            Some(change) => {
+                let after = change.after;
+                let status = after.status.map(|s| s.as_str());
+                tx.execute(
+                    sql::PUT_SUBSCRIPTION,
+                    params![
+                        app_seq,
+                        user,
+                        template_id,
+                        i64::from(after.credits),
+                        after.long_term,
+                        status,
+                        now
+                    ],
+                )
+                .map_err(to_store_error)?;
+                tx.execute(
+                    sql::INSERT_CREDIT_HISTORY,
+                    params![
+                        app_seq,
+                        user,
+                        template_id,
+                        change.delta,
+                        i64::from(after.credits),
+                        after.long_term,
+                        status,
+                        report.cause,
+                        Option::<String>::None,
+                        now
+                    ],
+                )
+                .map_err(to_store_error)?;
+                after
+            }
+        };
+        balances.insert(template_id.clone(), state.credits);
+    }
+    if let Some(idempotency) = &report.idempotency {
+        let response = serde_json::to_string(&balances).map_err(StoreError::internal)?;
+        tx.execute(
+            sql::PUT_IDEMPOTENCY,
+            params![
+                app_seq,
+                SCOPE,
+                idempotency.key,
+                idempotency.request_hash,
+                response,
+                now
+            ],
+        )
+        .map_err(to_store_error)?;
+    }
+    Ok(Recorded::Done(balances))
+}
+
+pub(crate) async fn list(
+    reader: &SqlitePool,
+    app_seq: i64,
+    user_id: &str,
+) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
+    let known: i64 = sqlx::query_scalar(sql::USER_EXISTS)
+        .bind(app_seq)
+        .bind(user_id)
+        .fetch_one(reader)
+        .await?;
+    if known == 0 {
+        return Ok(None);
+    }
+    let rows: Vec<SubscriptionColumns> = sqlx::query_as(sql::LIST_SUBSCRIPTIONS)
+        .bind(app_seq)
+        .bind(user_id)
+        .fetch_all(reader)
+        .await?;
+    rows.into_iter()
+        .map(SubscriptionRecord::from_columns)
+        .collect::<StoreResult<_>>()
+        .map(Some)
+}
