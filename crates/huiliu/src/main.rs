@@ -129,6 +129,11 @@ enum Command {
         #[command(flatten)]
         demo: demo::DemoArgs,
     },
+    /// Development tools.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     /// Exit 0 when a running server reports ready, 1 otherwise (for container health checks).
     Healthcheck {
         /// The server's base URL (default: http:// + the configured listen address).
@@ -137,6 +142,23 @@ enum Command {
     },
     /// Print the effective configuration with secrets redacted.
     Config,
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Run a fake WeChat API server (tokens, template list, subscription sends with
+    /// WeChat's errcodes) for one mini-program; drive it over /fake/* (docs/wechat.md).
+    FakeWechat {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        #[arg(long, default_value = "wx00000000000000aa")]
+        appid: String,
+        #[arg(long, default_value = "0123456789abcdef0123456789abcdef")]
+        secret: String,
+        /// Seconds a token lives (WeChat: 7200).
+        #[arg(long, default_value_t = 7200)]
+        token_lifetime: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -236,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database_url: store.database_url.clone(),
             ..Overrides::default()
         },
-        Command::Healthcheck { .. } | Command::Config => Overrides::default(),
+        Command::Healthcheck { .. } | Command::Config | Command::Dev { .. } => Overrides::default(),
     };
     let (config, warnings) =
         config::load(cli.config.clone(), overrides).context("reading the configuration")?;
@@ -409,6 +431,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { demo, .. } => {
             let store = open(&config).await?;
             demo::run(&config, store, demo).await?;
+        }
+        Command::Dev {
+            command:
+                DevCommand::FakeWechat {
+                    listen,
+                    appid,
+                    secret,
+                    token_lifetime,
+                },
+        } => {
+            let policy = huiliu_wechat::fake::TokenPolicy {
+                lifetime: std::time::Duration::from_secs(token_lifetime),
+                ..Default::default()
+            };
+            let fake = huiliu_wechat::fake::FakeWechat::start(&listen, &appid, &secret, policy)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            println!("fake WeChat for {appid}: {}", fake.base_url());
+            println!(
+                "point huiliu at it: HUILIU_WECHAT_API_BASE={}",
+                fake.base_url()
+            );
+            tokio::signal::ctrl_c().await?;
         }
         Command::Healthcheck { url } => {
             let base = url.unwrap_or_else(|| format!("http://{}", config.listen));

@@ -173,3 +173,38 @@ fn the_master_key_is_redacted_from_the_printed_config() {
         "{printed}"
     );
 }
+
+#[tokio::test]
+async fn dev_fake_wechat_serves_tokens_over_http() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_huiliu"))
+        .args([
+            "dev",
+            "fake-wechat",
+            "--listen",
+            "127.0.0.1:0",
+            "--appid",
+            APPID,
+            "--secret",
+            SECRET,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_string();
+    let _second = lines.next();
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/cgi-bin/stable_token"))
+        .json(&serde_json::json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["expires_in"], 7200, "{token}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
