@@ -108,10 +108,17 @@ impl TestApp {
         (app, plan.secret_key.plaintext)
     }
 
-    pub async fn post_events_raw(&self, key: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    /// Any request with a bearer key and a body; the answer's status and JSON (`Null` if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
         let response = self
             .client
-            .post(format!("{}/v1/events", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(key)
             .header("content-type", "application/json")
             .body(body)
@@ -120,6 +127,11 @@ impl TestApp {
             .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_events_raw(&self, key: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        self.call(reqwest::Method::POST, "/v1/events", key, body)
+            .await
     }
 
     pub async fn post_events(&self, events: Value) -> (u16, Value) {
@@ -141,16 +153,14 @@ impl TestApp {
     }
 
     pub async fn put_user(&self, user_id: &str, body: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .put(format!("{}/v1/users/{user_id}", self.base))
-            .bearer_auth(&self.secret_key)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let path = format!("/v1/users/{user_id}");
+        self.call(
+            reqwest::Method::PUT,
+            &path,
+            &self.secret_key,
+            body.to_string(),
+        )
+        .await
     }
 
     pub async fn stored_events(&self) -> u64 {

@@ -3,16 +3,14 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 
 async fn post(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(format!("{}/v1/subscriptions", app.base))
-        .bearer_auth(&app.secret_key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let key = app.secret_key.clone();
+    app.call(
+        reqwest::Method::POST,
+        "/v1/subscriptions",
+        &key,
+        body.to_string(),
+    )
+    .await
 }
 
 async fn define(app: &TestApp, id: &str, kind: &str) {

@@ -9,16 +9,7 @@ async fn send(
     key: &str,
     body: Value,
 ) -> (u16, Value) {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.base))
-        .bearer_auth(key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.call(method, path, key, body.to_string()).await
 }
 
 fn shipping() -> Value {
