@@ -137,6 +137,7 @@ pub async fn run(config: &Config, store: AnyStore, args: DemoArgs) -> anyhow::Re
             start: Some(record.start.clone()),
         };
         let summary = simulate::into_store(&store, &app, &simulation, true).await?;
+        huiliu_server::analytics::compact_app(&store, &app).await?;
         eprintln!("{} events stored", summary.events);
         state.simulation = Some(SimulationRecord {
             complete: true,

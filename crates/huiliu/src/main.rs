@@ -331,7 +331,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open(&config).await?;
             let app = find_app(&store, &app_id).await?;
             let summary = import::run(&store, &app, &file, format, rejects, !quiet).await;
+            // Merge the import's index rows now, so the first report does not read them one by one.
+            let compacted = huiliu_server::analytics::compact_app(&store, &app).await;
             store.close().await;
+            compacted?;
             let summary = summary?;
             println!("{}", serde_json::to_string(&summary)?);
         }
@@ -412,7 +415,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let store = open(&config).await?;
                     let app = find_app(&store, &app_id).await?;
                     let summary = simulate::into_store(&store, &app, &simulation, !quiet).await;
+                    let compacted = huiliu_server::analytics::compact_app(&store, &app).await;
                     store.close().await;
+                    compacted?;
                     summary?
                 }
                 (None, Some(path)) => {
