@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod metrics;
 mod store_select;
 pub mod wechat_settings;
+pub mod wechat_token;
 
 pub use store_select::{backend_of, open_store, AnyStore, ACCEPTED_URLS};
 

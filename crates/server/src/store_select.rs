@@ -9,8 +9,8 @@ use huiliu_domain::templates::Template;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, Recorded,
-    ScannedEvent, Store, StoreError, StoreResult, StoredEvent, StoredWechat, SubscriptionRecord,
-    SubscriptionReport, UserRecord,
+    ScannedEvent, Store, StoreError, StoreResult, StoredEvent, StoredToken, StoredWechat,
+    SubscriptionRecord, SubscriptionReport, UserRecord,
 };
 use huiliu_store_postgres::PostgresStore;
 use huiliu_store_sqlite::SqliteStore;
@@ -225,6 +225,33 @@ impl Store for AnyStore {
         user_id: &UserId,
     ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
         dispatch!(self, s => s.list_subscriptions(app, user_id))
+    }
+
+    async fn wechat_token(&self, app: &AppRecord) -> StoreResult<Option<StoredToken>> {
+        dispatch!(self, s => s.wechat_token(app))
+    }
+
+    async fn lease_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        now_us: i64,
+        until_us: i64,
+    ) -> StoreResult<bool> {
+        dispatch!(self, s => s.lease_wechat_token(app, holder, now_us, until_us))
+    }
+
+    async fn put_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        token: &StoredToken,
+    ) -> StoreResult<bool> {
+        dispatch!(self, s => s.put_wechat_token(app, holder, token))
+    }
+
+    async fn drop_wechat_token(&self, app: &AppRecord, failing: &[u8]) -> StoreResult<bool> {
+        dispatch!(self, s => s.drop_wechat_token(app, failing))
     }
 
     async fn close(&self) {

@@ -21,8 +21,8 @@ use huiliu_domain::users::ProfilePatch;
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
     IngestOutcome, KeyColumns, KeyRecord, RebuildMark, Recorded, ScannedEvent, Store, StoreError,
-    StoreResult, StoredEvent, StoredWechat, SubscriptionRecord, SubscriptionReport, UserRecord,
-    WechatColumns,
+    StoreResult, StoredEvent, StoredToken, StoredWechat, SubscriptionRecord, SubscriptionReport,
+    UserRecord, WechatColumns,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -354,6 +354,69 @@ impl Store for PostgresStore {
         user_id: &UserId,
     ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
         subscriptions::list(&self.pool, app.store_key, user_id.as_str()).await
+    }
+
+    async fn wechat_token(&self, app: &AppRecord) -> StoreResult<Option<StoredToken>> {
+        let row: Option<(Vec<u8>, i64)> = sqlx::query_as(sql::GET_TOKEN)
+            .bind(app.store_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(token_sealed, expires_us)| StoredToken {
+            token_sealed,
+            expires_us,
+        }))
+    }
+
+    async fn lease_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        now_us: i64,
+        until_us: i64,
+    ) -> StoreResult<bool> {
+        sqlx::query(sql::ENSURE_TOKEN_ROW)
+            .bind(app.store_key)
+            .execute(&self.pool)
+            .await?;
+        // One statement: concurrent leases queue on the row lock, and each re-checks
+        // the condition against the lease committed before it.
+        let taken = sqlx::query(sql::LEASE_TOKEN)
+            .bind(holder)
+            .bind(until_us)
+            .bind(app.store_key)
+            .bind(now_us)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn put_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        token: &StoredToken,
+    ) -> StoreResult<bool> {
+        let stored = sqlx::query(sql::PUT_TOKEN)
+            .bind(&token.token_sealed)
+            .bind(token.expires_us)
+            .bind(app.store_key)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(stored == 1)
+    }
+
+    async fn drop_wechat_token(&self, app: &AppRecord, failing: &[u8]) -> StoreResult<bool> {
+        let dropped = sqlx::query(sql::DROP_TOKEN)
+            .bind(app.store_key)
+            .bind(failing)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(dropped == 1)
     }
 
     async fn close(&self) {

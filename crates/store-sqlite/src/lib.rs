@@ -25,8 +25,8 @@ use huiliu_store::batch::{raw_user_indexes, RawTable};
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
     IngestOutcome, KeyColumns, KeyRecord, RebuildMark, Recorded, ScannedEvent, Store, StoreError,
-    StoreResult, StoredEvent, StoredWechat, SubscriptionRecord, SubscriptionReport, UserRecord,
-    WechatColumns,
+    StoreResult, StoredEvent, StoredToken, StoredWechat, SubscriptionRecord, SubscriptionReport,
+    UserRecord, WechatColumns,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -424,6 +424,69 @@ impl Store for SqliteStore {
         user_id: &UserId,
     ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
         subscriptions::list(&self.reader, app.store_key, user_id.as_str()).await
+    }
+
+    async fn wechat_token(&self, app: &AppRecord) -> StoreResult<Option<StoredToken>> {
+        let row: Option<(Vec<u8>, i64)> = sqlx::query_as(sql::GET_TOKEN)
+            .bind(app.store_key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|(token_sealed, expires_us)| StoredToken {
+            token_sealed,
+            expires_us,
+        }))
+    }
+
+    async fn lease_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        now_us: i64,
+        until_us: i64,
+    ) -> StoreResult<bool> {
+        let (app_seq, holder) = (app.store_key, holder.to_string());
+        self.writer
+            .write(move |tx| {
+                tx.execute(sql::ENSURE_TOKEN_ROW, [app_seq])
+                    .map_err(writer::to_store_error)?;
+                tx.execute(
+                    sql::LEASE_TOKEN,
+                    rusqlite::params![holder, until_us, app_seq, now_us, holder],
+                )
+                .map(|n| n == 1)
+                .map_err(writer::to_store_error)
+            })
+            .await
+    }
+
+    async fn put_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        token: &StoredToken,
+    ) -> StoreResult<bool> {
+        let (app_seq, holder, token) = (app.store_key, holder.to_string(), token.clone());
+        self.writer
+            .write(move |tx| {
+                tx.execute(
+                    sql::PUT_TOKEN,
+                    rusqlite::params![token.token_sealed, token.expires_us, app_seq, holder],
+                )
+                .map(|n| n == 1)
+                .map_err(writer::to_store_error)
+            })
+            .await
+    }
+
+    async fn drop_wechat_token(&self, app: &AppRecord, failing: &[u8]) -> StoreResult<bool> {
+        let (app_seq, failing) = (app.store_key, failing.to_vec());
+        self.writer
+            .write(move |tx| {
+                tx.execute(sql::DROP_TOKEN, rusqlite::params![app_seq, failing])
+                    .map(|n| n == 1)
+                    .map_err(writer::to_store_error)
+            })
+            .await
     }
 
     async fn close(&self) {

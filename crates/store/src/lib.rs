@@ -20,8 +20,8 @@ pub mod testdb;
 pub use error::StoreError;
 pub use records::{
     funnel_event, parse_status, stored_template, CreditBalances, FunnelColumns, IdempotencyKey,
-    Recorded, StoredWechat, SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
-    WechatColumns,
+    Recorded, StoredToken, StoredWechat, SubscriptionColumns, SubscriptionRecord,
+    SubscriptionReport, WechatColumns,
 };
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
@@ -205,6 +205,39 @@ pub trait Store: Clone + Send + Sync + 'static {
         app: &AppRecord,
         user_id: &UserId,
     ) -> impl Future<Output = StoreResult<Option<Vec<SubscriptionRecord>>>> + Send;
+
+    /// The app's cached access token, if any.
+    fn wechat_token(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<Option<StoredToken>>> + Send;
+
+    /// Takes the right to refresh the app's token until `until_us`, unless another
+    /// holder's lease is still running at `now_us`; true when taken.
+    fn lease_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        now_us: i64,
+        until_us: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Stores a fresh token and ends `holder`'s lease; false (nothing stored) when
+    /// `holder` no longer holds the lease.
+    fn put_wechat_token(
+        &self,
+        app: &AppRecord,
+        holder: &str,
+        token: &StoredToken,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Forgets the cached token only if it is still `failing` (another node may have
+    /// replaced it already); true when forgotten.
+    fn drop_wechat_token(
+        &self,
+        app: &AppRecord,
+        failing: &[u8],
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

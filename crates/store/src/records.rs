@@ -333,6 +333,13 @@ pub struct SubscriptionRecord {
     pub updated_at: Timestamp,
 }
 
+/// An app's cached WeChat access token, sealed, with its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub token_sealed: Vec<u8>,
+    pub expires_us: i64,
+}
+
 /// The stored columns a funnel reads: user_index, time_us, name, props (when fetched).
 pub type FunnelColumns = (i64, i64, String, Option<String>);
 

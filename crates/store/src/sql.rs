@@ -105,6 +105,28 @@ pub const LIST_SUBSCRIPTIONS: &str =
 /// Whether app $1 has user $2.
 pub const USER_EXISTS: &str = "SELECT count(*) FROM users WHERE app_seq = $1 AND user_id = $2";
 
+/// App $1's cached token: token_sealed, expires_us.
+pub const GET_TOKEN: &str =
+    "SELECT token_sealed, expires_us FROM wechat_tokens WHERE app_seq = $1 AND token_sealed IS NOT NULL";
+
+/// Makes sure app $1 has a token row.
+pub const ENSURE_TOKEN_ROW: &str =
+    "INSERT INTO wechat_tokens (app_seq) VALUES ($1) ON CONFLICT (app_seq) DO NOTHING";
+
+/// Leases the refresh to holder $1 until $2, for app $3, unless another holder's
+/// lease runs past $4 ($5 is the holder again: placeholders are numbered in order
+/// of appearance, because rusqlite binds by position).
+pub const LEASE_TOKEN: &str = "UPDATE wechat_tokens SET lease_holder = $1, lease_until_us = $2
+    WHERE app_seq = $3 AND (lease_until_us IS NULL OR lease_until_us <= $4 OR lease_holder = $5)";
+
+/// Stores token $1 expiring at $2 for app $3 if holder $4 holds the lease, ending it.
+pub const PUT_TOKEN: &str = "UPDATE wechat_tokens SET token_sealed = $1, expires_us = $2,
+    lease_holder = NULL, lease_until_us = NULL WHERE app_seq = $3 AND lease_holder = $4";
+
+/// Forgets app $1's token if it is still $2.
+pub const DROP_TOKEN: &str = "UPDATE wechat_tokens SET token_sealed = NULL, expires_us = NULL
+    WHERE app_seq = $1 AND token_sealed = $2";
+
 /// The oldest packed rows (seq, users) of app $1, at most $2: what compaction opens.
 pub const PACKED_ACTIVITY_ROWS: &str = "SELECT seq, users FROM activity_bitmaps
     WHERE app_seq = $1 AND kind = 3 ORDER BY seq LIMIT $2";

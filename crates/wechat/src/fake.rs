@@ -277,10 +277,11 @@ async fn stable_token(State(world): State<Shared>, body: String) -> Json<Value> 
         return error;
     }
     let now = Instant::now();
-    // Normal mode: the live token again, with the time it has left.
+    // Normal mode: the live token again, with the time it has left, until the last
+    // grace period of its life, when WeChat renews it.
     if !request.force_refresh {
         if let Some((token, until)) = &world.tokens.current {
-            if *until > now {
+            if *until > now + world.policy.grace {
                 return Json(
                     json!({"access_token": token, "expires_in": (*until - now).as_secs()}),
                 );

@@ -9,3 +9,4 @@ mod operations;
 mod subscriptions;
 mod templates;
 mod users;
+mod wechat_token;

@@ -1,0 +1,75 @@
+//! Calls to WeChat's API. Plain HTTP only for now (the fake WeChat, or a proxy);
+//! HTTPS to api.weixin.qq.com needs a TLS backend, which is not built in yet.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WechatError {
+    /// WeChat answered with a non-zero errcode.
+    #[error("WeChat answered errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    /// The request did not get an answer.
+    #[error("cannot reach WeChat: {0}")]
+    Transport(String),
+    /// An answer that is not what WeChat documents.
+    #[error("unexpected answer from WeChat: {0}")]
+    Protocol(String),
+}
+
+/// A WeChat API client; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WechatHttp {
+    http: reqwest::Client,
+}
+
+impl Default for WechatHttp {
+    fn default() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+}
+
+fn errcode_of(body: &Value) -> Option<WechatError> {
+    let errcode = body.get("errcode").and_then(Value::as_i64).unwrap_or(0);
+    (errcode != 0).then(|| WechatError::Api {
+        errcode,
+        errmsg: body["errmsg"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+impl WechatHttp {
+    /// `POST /cgi-bin/stable_token` in normal mode (never forced: WeChat allows 20
+    /// forced refreshes a day): the live token and its seconds left.
+    pub async fn stable_token(
+        &self,
+        base: &str,
+        appid: &str,
+        secret: &str,
+    ) -> Result<(String, u64), WechatError> {
+        let response = self
+            .http
+            .post(format!("{}/cgi-bin/stable_token", base.trim_end_matches('/')))
+            .json(&json!({"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": false}))
+            .send()
+            .await
+            .map_err(|e| WechatError::Transport(e.to_string()))?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| WechatError::Protocol(e.to_string()))?;
+        if let Some(error) = errcode_of(&body) {
+            return Err(error);
+        }
+        match (body["access_token"].as_str(), body["expires_in"].as_u64()) {
+            (Some(token), Some(expires_in)) if !token.is_empty() => {
+                Ok((token.to_string(), expires_in))
+            }
+            _ => Err(WechatError::Protocol(format!("no access_token in {body}"))),
+        }
+    }
+}
