@@ -8,7 +8,6 @@
 //! 40014, 42001) is forgotten only if it is still the cached one: another node
 //! may have replaced it already.
 
-use crate::wechat_settings;
 use huiliu_domain::secrets::MasterKey;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::wechat::WechatSettings;
@@ -140,13 +139,4 @@ impl<S: Store> TokenKeeper<S> {
     ) -> Result<bool, TokenError> {
         Ok(self.store.drop_wechat_token(app, &failing.sealed).await?)
     }
-}
-
-/// Opens an app's stored WeChat settings with the server's master key.
-pub fn settings_of(
-    key: &MasterKey,
-    app: &AppRecord,
-    stored: &huiliu_store::StoredWechat,
-) -> Result<WechatSettings, TokenError> {
-    wechat_settings::open(key, app, stored).map_err(|_| TokenError::Sealed)
 }

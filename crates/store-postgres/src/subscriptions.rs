@@ -4,10 +4,9 @@
 //! on the key's primary key and is retried, then answered as a replay.
 
 use crate::ingest::resolve_user_indexes;
-use huiliu_domain::credits::Subscription;
 use huiliu_domain::time::to_micros;
 use huiliu_store::{
-    parse_status, sql, CreditBalances, Recorded, StoreResult, SubscriptionColumns,
+    sql, subscription_state, CreditBalances, Recorded, StoreResult, SubscriptionColumns,
     SubscriptionRecord, SubscriptionReport,
 };
 use jiff::Timestamp;
@@ -64,15 +63,7 @@ pub(crate) async fn record(
         .bind(template_id)
         .fetch_one(&mut *tx)
         .await?;
-        let current = Subscription {
-            credits: u32::try_from(credits).map_err(decode)?,
-            long_term,
-            status: status
-                .as_deref()
-                .map(parse_status)
-                .transpose()
-                .map_err(decode)?,
-        };
+        let current = subscription_state(credits, long_term, status.as_deref()).map_err(decode)?;
         let state = match current.record(*kind, *result) {
             None => current,
             Some(change) => {
@@ -126,21 +117,10 @@ pub(crate) async fn list(
     app_seq: i64,
     user_id: &str,
 ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
-    let known: i64 = sqlx::query_scalar(sql::USER_EXISTS)
-        .bind(app_seq)
-        .bind(user_id)
-        .fetch_one(pool)
-        .await?;
-    if known == 0 {
-        return Ok(None);
-    }
     let rows: Vec<SubscriptionColumns> = sqlx::query_as(sql::LIST_SUBSCRIPTIONS)
         .bind(app_seq)
         .bind(user_id)
         .fetch_all(pool)
         .await?;
-    rows.into_iter()
-        .map(SubscriptionRecord::from_columns)
-        .collect::<StoreResult<_>>()
-        .map(Some)
+    SubscriptionRecord::from_user_rows(rows)
 }

@@ -3,11 +3,10 @@
 
 use crate::ingest::resolve_user_indexes;
 use crate::writer::to_store_error;
-use huiliu_domain::credits::Subscription;
 use huiliu_domain::time::to_micros;
 use huiliu_store::{
-    parse_status, sql, CreditBalances, Recorded, StoreError, StoreResult, SubscriptionColumns,
-    SubscriptionRecord, SubscriptionReport,
+    sql, subscription_state, CreditBalances, Recorded, StoreError, StoreResult,
+    SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
 };
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -58,11 +57,7 @@ pub(crate) fn record(
             .optional()
             .map_err(to_store_error)?
             .map(|(credits, long_term, status)| {
-                Ok::<_, StoreError>(Subscription {
-                    credits: u32::try_from(credits).map_err(StoreError::internal)?,
-                    long_term,
-                    status: status.as_deref().map(parse_status).transpose()?,
-                })
+                subscription_state(credits, long_term, status.as_deref())
             })
             .transpose()?
             .unwrap_or_default();
@@ -128,21 +123,10 @@ pub(crate) async fn list(
     app_seq: i64,
     user_id: &str,
 ) -> StoreResult<Option<Vec<SubscriptionRecord>>> {
-    let known: i64 = sqlx::query_scalar(sql::USER_EXISTS)
-        .bind(app_seq)
-        .bind(user_id)
-        .fetch_one(reader)
-        .await?;
-    if known == 0 {
-        return Ok(None);
-    }
     let rows: Vec<SubscriptionColumns> = sqlx::query_as(sql::LIST_SUBSCRIPTIONS)
         .bind(app_seq)
         .bind(user_id)
         .fetch_all(reader)
         .await?;
-    rows.into_iter()
-        .map(SubscriptionRecord::from_columns)
-        .collect::<StoreResult<_>>()
-        .map(Some)
+    SubscriptionRecord::from_user_rows(rows)
 }

@@ -19,8 +19,8 @@ pub mod testdb;
 
 pub use error::StoreError;
 pub use records::{
-    funnel_event, parse_status, stored_template, CreditBalances, FunnelColumns, IdempotencyKey,
-    Recorded, StoredToken, StoredWechat, SubscriptionColumns, SubscriptionRecord,
+    funnel_event, parse_status, stored_template, subscription_state, CreditBalances, FunnelColumns,
+    IdempotencyKey, Recorded, StoredToken, StoredWechat, SubscriptionColumns, SubscriptionRecord,
     SubscriptionReport, WechatColumns,
 };
 pub use records::{

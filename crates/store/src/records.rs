@@ -366,22 +366,54 @@ pub fn funnel_event(
     })
 }
 
-/// The columns of a stored subscription: template_id, credits, long_term, status, updated_us.
-pub type SubscriptionColumns = (String, i64, bool, Option<String>, i64);
+/// A row of [`LIST_SUBSCRIPTIONS`](crate::sql::LIST_SUBSCRIPTIONS): template_id, credits,
+/// long_term, status, updated_us (all NULL for a user without subscriptions).
+pub type SubscriptionColumns = (
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// A subscription's state from its stored columns.
+pub fn subscription_state(
+    credits: i64,
+    long_term: bool,
+    status: Option<&str>,
+) -> Result<huiliu_domain::credits::Subscription, crate::StoreError> {
+    Ok(huiliu_domain::credits::Subscription {
+        credits: u32::try_from(credits).map_err(crate::StoreError::internal)?,
+        long_term,
+        status: status.map(parse_status).transpose()?,
+    })
+}
 
 impl SubscriptionRecord {
-    pub fn from_columns(
-        (template_id, credits, long_term, status, updated_us): SubscriptionColumns,
-    ) -> Result<Self, crate::StoreError> {
-        Ok(Self {
-            template_id,
-            state: huiliu_domain::credits::Subscription {
-                credits: u32::try_from(credits).map_err(crate::StoreError::internal)?,
-                long_term,
-                status: status.as_deref().map(parse_status).transpose()?,
-            },
-            updated_at: huiliu_domain::time::from_micros(updated_us),
-        })
+    /// A user's subscriptions from the rows of
+    /// [`LIST_SUBSCRIPTIONS`](crate::sql::LIST_SUBSCRIPTIONS); `None` for an unknown user.
+    pub fn from_user_rows(
+        rows: Vec<SubscriptionColumns>,
+    ) -> Result<Option<Vec<Self>>, crate::StoreError> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut records = Vec::with_capacity(rows.len());
+        for (template_id, credits, long_term, status, updated_us) in rows {
+            let Some(template_id) = template_id else {
+                continue;
+            };
+            records.push(Self {
+                template_id,
+                state: subscription_state(
+                    credits.unwrap_or(0),
+                    long_term.unwrap_or(false),
+                    status.as_deref(),
+                )?,
+                updated_at: huiliu_domain::time::from_micros(updated_us.unwrap_or(0)),
+            });
+        }
+        Ok(Some(records))
     }
 }
 

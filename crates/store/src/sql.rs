@@ -96,14 +96,13 @@ pub const PUT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
     ON CONFLICT (app_seq, user_index, template_id) DO UPDATE SET credits = excluded.credits,
       long_term = excluded.long_term, status = excluded.status, updated_us = excluded.updated_us";
 
-/// A user's subscriptions (app $1, user id $2): template_id, credits, long_term, status, updated_us.
+/// A user's subscriptions (app $1, user id $2), rows of
+/// [`SubscriptionColumns`](crate::SubscriptionColumns): no row for an unknown user, one
+/// row of NULLs for a user without subscriptions.
 pub const LIST_SUBSCRIPTIONS: &str =
     "SELECT s.template_id, s.credits, s.long_term, s.status, s.updated_us
-    FROM subscriptions s JOIN users u ON u.app_seq = s.app_seq AND u.user_index = s.user_index
-    WHERE s.app_seq = $1 AND u.user_id = $2 ORDER BY s.template_id";
-
-/// Whether app $1 has user $2.
-pub const USER_EXISTS: &str = "SELECT count(*) FROM users WHERE app_seq = $1 AND user_id = $2";
+    FROM users u LEFT JOIN subscriptions s ON s.app_seq = u.app_seq AND s.user_index = u.user_index
+    WHERE u.app_seq = $1 AND u.user_id = $2 ORDER BY s.template_id";
 
 /// App $1's cached token: token_sealed, expires_us.
 pub const GET_TOKEN: &str =

@@ -105,6 +105,25 @@ impl World {
         (token, self.policy.lifetime.as_secs())
     }
 
+    /// What an accepted prompt grants: a one-time credit, or a long-term permission.
+    fn accept(&mut self, openid: &str, template_id: &str) -> u32 {
+        let key = (openid.to_string(), template_id.to_string());
+        match self.templates.get(template_id).map(|t| t.kind) {
+            Some(TemplateKind::LongTerm) => {
+                self.long_term.insert(key.clone());
+            }
+            _ => *self.credits.entry(key.clone()).or_default() += 1,
+        }
+        self.credits.get(&key).copied().unwrap_or(0)
+    }
+
+    fn inject(&mut self, fault: Fault) {
+        match fault {
+            Fault::QuotaFor(duration) => self.quota_until = Some(Instant::now() + duration),
+            other => self.faults.push_back(other),
+        }
+    }
+
     fn token_valid(&mut self, token: &str) -> bool {
         let now = Instant::now();
         self.tokens.retired.retain(|(_, until)| *until > now);
@@ -187,14 +206,7 @@ impl FakeWechat {
 
     /// What a user's accepted prompt grants: one one-time credit, or a long-term permission.
     pub fn accept(&self, openid: &str, template_id: &str) {
-        let mut world = self.world();
-        let key = (openid.to_string(), template_id.to_string());
-        match world.templates.get(template_id).map(|t| t.kind) {
-            Some(TemplateKind::LongTerm) => {
-                world.long_term.insert(key);
-            }
-            _ => *world.credits.entry(key).or_default() += 1,
-        }
+        self.world().accept(openid, template_id);
     }
 
     /// One-time credits a user has left for a template.
@@ -207,11 +219,7 @@ impl FakeWechat {
     }
 
     pub fn inject(&self, fault: Fault) {
-        let mut world = self.world();
-        match fault {
-            Fault::QuotaFor(duration) => world.quota_until = Some(Instant::now() + duration),
-            other => world.faults.push_back(other),
-        }
+        self.world().inject(fault);
     }
 
     /// Every message accepted so far, in order.
@@ -514,12 +522,8 @@ async fn control_accept(
     State(world): State<Shared>,
     Json(request): Json<AcceptRequest>,
 ) -> Json<Value> {
-    let fake = FakeWechat {
-        world,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-    };
-    fake.accept(&request.openid, &request.template_id);
-    Json(json!({"credits": fake.credits(&request.openid, &request.template_id)}))
+    let credits = lock(&world).accept(&request.openid, &request.template_id);
+    Json(json!({ "credits": credits }))
 }
 
 #[derive(Deserialize)]
@@ -547,11 +551,7 @@ async fn control_fault(State(world): State<Shared>, Json(request): Json<FaultReq
                 .into_response()
         }
     };
-    FakeWechat {
-        world,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-    }
-    .inject(fault);
+    lock(&world).inject(fault);
     Json(json!({"ok": true})).into_response()
 }
 

@@ -225,7 +225,8 @@ pub struct DeltaBuilder<'a> {
     zone: &'a TimeZone,
     settings: &'a AnalyticsSettings,
     active: BTreeMap<LocalDay, RoaringBitmap>,
-    events: BTreeMap<(LocalDay, String), RoaringBitmap>,
+    /// By event name, then day: looked up by `&str`, so a tracked event costs no allocation.
+    events: BTreeMap<String, BTreeMap<LocalDay, RoaringBitmap>>,
     earliest: HashMap<u32, i64>,
 }
 
@@ -256,15 +257,11 @@ impl<'a> DeltaBuilder<'a> {
                 .or_insert(micros);
         }
         if is_tracked {
-            match self.events.get_mut(&(day, name.to_string())) {
-                Some(users) => {
-                    users.insert(user);
-                }
-                None => {
-                    self.events
-                        .insert((day, name.to_string()), RoaringBitmap::from_iter([user]));
-                }
-            }
+            let days = match self.events.get_mut(name) {
+                Some(days) => days,
+                None => self.events.entry(name.to_string()).or_default(),
+            };
+            days.entry(day).or_default().insert(user);
         }
     }
 
@@ -291,16 +288,14 @@ impl<'a> DeltaBuilder<'a> {
         };
         bitmaps.extend(plain(BitmapKind::Active, self.active));
         bitmaps.extend(plain(BitmapKind::FirstActive, first_days));
-        bitmaps.extend(
-            self.events
-                .into_iter()
-                .map(|((day, event), users)| DayBitmap {
-                    day,
-                    kind: BitmapKind::Event,
-                    event,
-                    users,
-                }),
-        );
+        for (event, days) in self.events {
+            bitmaps.extend(days.into_iter().map(|(day, users)| DayBitmap {
+                day,
+                kind: BitmapKind::Event,
+                event: event.clone(),
+                users,
+            }));
+        }
         ActivityDelta {
             bitmaps,
             active_users: self.earliest.len() as u64,

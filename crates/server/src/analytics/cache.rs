@@ -97,19 +97,4 @@ impl ActivityCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Bytes held by the cached indexes (bitmaps and first-day tables) not in use right now.
-    pub fn memory_bytes(&self) -> usize {
-        let slots: Vec<_> = self
-            .apps
-            .lock()
-            .expect("the cache map lock is never held across a panic")
-            .values()
-            .map(|slot| slot.index.clone())
-            .collect();
-        slots
-            .iter()
-            .filter_map(|slot| slot.try_lock().ok().map(|c| c.index.memory_bytes()))
-            .sum()
-    }
 }

@@ -31,6 +31,17 @@ fn invalid(error: huiliu_domain::FieldError) -> ApiError {
     ApiError::invalid(&error)
 }
 
+/// `from`/`to`, by default the 30 local days ending today.
+fn last_30_days_by_default(params: &QueryParams, today: LocalDay) -> Result<DayRange, ApiError> {
+    DayRange::parse(
+        params.get("from"),
+        params.get("to"),
+        |to| to.plus(-29),
+        today,
+    )
+    .map_err(invalid)
+}
+
 /// Runs a report over the app's up-to-date index on a blocking thread (a large
 /// matrix is CPU work, which must not stall the async workers).
 async fn with_index<T: Send + 'static>(
@@ -94,13 +105,7 @@ pub async fn get_active(
 ) -> Result<Json<ActiveResponse>, ApiError> {
     let params = params.only(&["from", "to"])?;
     let today = today(&app);
-    let range = DayRange::parse(
-        params.get("from"),
-        params.get("to"),
-        |to| to.plus(-29),
-        today,
-    )
-    .map_err(invalid)?;
+    let range = last_30_days_by_default(&params, today)?;
     let days = with_index(&state, &app, "active", move |index| {
         active_series(index, range, today)
     })
@@ -151,13 +156,7 @@ pub async fn get_retention(
 ) -> Result<Json<RetentionResponse>, ApiError> {
     let params = params.only(&["from", "to", "max_day", "period", "mode"])?;
     let today = today(&app);
-    let range = DayRange::parse(
-        params.get("from"),
-        params.get("to"),
-        |to| to.plus(-29),
-        today,
-    )
-    .map_err(invalid)?;
+    let range = last_30_days_by_default(&params, today)?;
     let query = RetentionQuery {
         range,
         max_periods: parse_count(params.get("max_day"), "max_day", 30, 0..=MAX_PERIODS)
@@ -212,13 +211,7 @@ pub async fn get_lifecycle(
 ) -> Result<Json<LifecycleResponse>, ApiError> {
     let params = params.only(&["from", "to", "period"])?;
     let today = today(&app);
-    let range = DayRange::parse(
-        params.get("from"),
-        params.get("to"),
-        |to| to.plus(-29),
-        today,
-    )
-    .map_err(invalid)?;
+    let range = last_30_days_by_default(&params, today)?;
     let period = Period::parse(params.get("period")).map_err(invalid)?;
     let periods = with_index(&state, &app, "lifecycle", move |index| {
         lifecycle(index, range, period, today)
@@ -327,13 +320,7 @@ pub async fn get_funnel(
     })?;
     let steps = funnel::parse_steps(steps).map_err(invalid)?;
     let (window, window_us) = funnel::parse_window(params.get("window")).map_err(invalid)?;
-    let range = DayRange::parse(
-        params.get("from"),
-        params.get("to"),
-        |to| to.plus(-29),
-        today,
-    )
-    .map_err(invalid)?;
+    let range = last_30_days_by_default(&params, today)?;
     let query = FunnelQuery {
         steps,
         window_us,
