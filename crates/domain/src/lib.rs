@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod messages;
 pub mod secrets;
 pub mod templates;
 pub mod time;

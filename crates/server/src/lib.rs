@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod api;
+pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
 mod store_select;
@@ -28,6 +29,12 @@ pub struct AppState {
     pub home_app: Option<huiliu_store::AppRecord>,
     /// Seals and opens the apps' WeChat secrets.
     pub master_key: Arc<huiliu_domain::secrets::MasterKey>,
+    /// WeChat's API base for apps that do not set their own.
+    pub wechat_api_base: String,
+    /// How this node sends messages.
+    pub dispatch: dispatch::DispatchConfig,
+    /// Wakes this node's dispatch loops when a message is accepted.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -40,6 +47,9 @@ impl AppState {
             // A server started by `huiliu serve` is given its configured key; a
             // random one serves tests and benchmarks, whose stores are thrown away.
             master_key: Arc::new(huiliu_domain::secrets::MasterKey::from_bytes(rand::random())),
+            wechat_api_base: "https://api.weixin.qq.com".into(),
+            dispatch: dispatch::DispatchConfig::default(),
+            outbox_wake: Arc::default(),
         }
     }
 }
@@ -95,9 +105,24 @@ pub async fn serve_with(
         })
     });
     let compaction = tokio::spawn(analytics::run_compaction(store.clone(), shutdown.clone()));
+    // Sends stop with the HTTP side: in-flight batches are sent and recorded first.
+    let dispatching = state.dispatch.enabled.then(|| {
+        let dispatcher = Arc::new(dispatch::Dispatcher::new(
+            store.clone(),
+            state.dispatch.clone(),
+            state.master_key.clone(),
+            state.wechat_api_base.clone(),
+            state.metrics.clone(),
+            state.outbox_wake.clone(),
+        ));
+        tokio::spawn(dispatcher.run(shutdown.clone()))
+    });
     axum::serve(api_listener, api::router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    if let Some(task) = dispatching {
+        let _ = task.await;
+    }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -34,6 +34,16 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: &'static str,
 }
@@ -50,6 +60,8 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     events: Family<EventLabels, Counter>,
     store_seconds: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    sends: Family<OutcomeLabels, Counter>,
+    alerts: Family<AlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,12 +97,26 @@ impl Default for Metrics {
             "Store call latency by operation",
             store_seconds.clone(),
         );
+        let sends = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "message_sends",
+            "Subscription-message send attempts by outcome (sent, retry, failed, unknown)",
+            sends.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Conditions an operator must act on, by kind (e.g. template_disabled after 43107)",
+            alerts.clone(),
+        );
         Self {
             registry,
             requests,
             request_seconds,
             events,
             store_seconds,
+            sends,
+            alerts,
         }
     }
 }
@@ -112,6 +138,14 @@ impl Metrics {
             .get_or_create(&StoreLabels { operation })
             .observe(started.elapsed().as_secs_f64());
         result
+    }
+
+    pub fn count_send(&self, outcome: &'static str) {
+        self.sends.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn raise_alert(&self, kind: &'static str) {
+        self.alerts.get_or_create(&AlertLabels { kind }).inc();
     }
 
     pub fn count_events(&self, source: EventSource, report: &BatchReport) {

@@ -7,6 +7,7 @@ use huiliu_domain::events::{EventSource, ValidEvent};
 use huiliu_domain::ids::UserId;
 use huiliu_domain::templates::Template;
 use huiliu_domain::users::ProfilePatch;
+use huiliu_store::messages;
 use huiliu_store::{
     ActivityCursor, ActivityRows, AppRecord, IngestOutcome, KeyRecord, RebuildMark, Recorded,
     ScannedEvent, Store, StoreError, StoreResult, StoredEvent, StoredToken, StoredWechat,
@@ -252,6 +253,38 @@ impl Store for AnyStore {
 
     async fn drop_wechat_token(&self, app: &AppRecord, failing: &[u8]) -> StoreResult<bool> {
         dispatch!(self, s => s.drop_wechat_token(app, failing))
+    }
+
+    async fn enqueue_message(
+        &self,
+        app: &AppRecord,
+        message: &messages::NewMessage,
+    ) -> StoreResult<messages::Enqueued> {
+        dispatch!(self, s => s.enqueue_message(app, message))
+    }
+
+    async fn get_message(
+        &self,
+        app: &AppRecord,
+        id: &str,
+    ) -> StoreResult<Option<messages::MessageRecord>> {
+        dispatch!(self, s => s.get_message(app, id))
+    }
+
+    async fn claim_messages(
+        &self,
+        request: &messages::ClaimRequest,
+    ) -> StoreResult<Vec<messages::ClaimedMessage>> {
+        dispatch!(self, s => s.claim_messages(request))
+    }
+
+    async fn finish_messages(
+        &self,
+        holder: &str,
+        now_us: i64,
+        finished: &[messages::Finished],
+    ) -> StoreResult<usize> {
+        dispatch!(self, s => s.finish_messages(holder, now_us, finished))
     }
 
     async fn close(&self) {

@@ -18,6 +18,10 @@ use std::time::Duration;
 
 /// How long a node may take to fetch a token before another may try.
 const LEASE: Duration = Duration::from_secs(30);
+/// How long a node reuses a token it read without looking at the store again
+/// (WeChat suggests workers cache the central token about a minute; a replaced
+/// token stays valid 5 minutes).
+const MEMO: Duration = Duration::from_secs(60);
 /// How long a node waits between looks while another node refreshes.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -55,6 +59,8 @@ pub struct TokenKeeper<S> {
     default_base: String,
     /// Refresh when less than this is left (WeChat renews 5 minutes before expiry).
     pub refresh_margin: Duration,
+    /// Tokens this node read lately, by app: the token, its expiry, when read.
+    memo: std::sync::Mutex<std::collections::HashMap<i64, (AccessToken, i64, std::time::Instant)>>,
 }
 
 fn context(app: &AppRecord) -> String {
@@ -70,6 +76,7 @@ impl<S: Store> TokenKeeper<S> {
             wechat: WechatHttp::default(),
             default_base,
             refresh_margin: Duration::from_secs(300),
+            memo: Default::default(),
         }
     }
 
@@ -78,10 +85,30 @@ impl<S: Store> TokenKeeper<S> {
             .key
             .open(&cached.token_sealed, &context(app))
             .map_err(|_| TokenError::Sealed)?;
-        Ok(AccessToken {
+        let token = AccessToken {
             token,
             sealed: cached.token_sealed.clone(),
-        })
+        };
+        self.remember(app, &token, cached.expires_us);
+        Ok(token)
+    }
+
+    fn memo(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<i64, (AccessToken, i64, std::time::Instant)>,
+    > {
+        self.memo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn remember(&self, app: &AppRecord, token: &AccessToken, expires_us: i64) {
+        self.memo().insert(
+            app.store_key,
+            (token.clone(), expires_us, std::time::Instant::now()),
+        );
     }
 
     /// A token for the app, fetched from WeChat only when the cached one is missing
@@ -92,6 +119,12 @@ impl<S: Store> TokenKeeper<S> {
         settings: &WechatSettings,
     ) -> Result<AccessToken, TokenError> {
         let margin = self.refresh_margin.as_micros() as i64;
+        let now = to_micros(jiff::Timestamp::now());
+        if let Some((token, expires_us, read)) = self.memo().get(&app.store_key) {
+            if read.elapsed() < MEMO && expires_us - margin > now {
+                return Ok(token.clone());
+            }
+        }
         for _ in 0..(LEASE.as_millis() / POLL.as_millis()) {
             let now = to_micros(jiff::Timestamp::now());
             let cached = self.store.wechat_token(app).await?;
@@ -119,7 +152,9 @@ impl<S: Store> TokenKeeper<S> {
                 self.store
                     .put_wechat_token(app, &self.holder, &fresh)
                     .await?;
-                return Ok(AccessToken { token, sealed });
+                let token = AccessToken { token, sealed };
+                self.remember(app, &token, fresh.expires_us);
+                return Ok(token);
             }
             // Another node is refreshing: the old token is still good until it expires.
             if let Some(cached) = cached.filter(|c| c.expires_us > now) {
@@ -137,6 +172,15 @@ impl<S: Store> TokenKeeper<S> {
         app: &AppRecord,
         failing: &AccessToken,
     ) -> Result<bool, TokenError> {
+        {
+            let mut memo = self.memo();
+            if memo
+                .get(&app.store_key)
+                .is_some_and(|(token, _, _)| token == failing)
+            {
+                memo.remove(&app.store_key);
+            }
+        }
         Ok(self.store.drop_wechat_token(app, &failing.sealed).await?)
     }
 }

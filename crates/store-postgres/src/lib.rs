@@ -7,6 +7,7 @@
 
 mod activity;
 mod ingest;
+mod outbox;
 mod subscriptions;
 mod users;
 
@@ -18,6 +19,7 @@ use huiliu_domain::ids::UserId;
 use huiliu_domain::templates::Template;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
+use huiliu_store::messages;
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
     IngestOutcome, KeyColumns, KeyRecord, RebuildMark, Recorded, ScannedEvent, Store, StoreError,
@@ -417,6 +419,43 @@ impl Store for PostgresStore {
             .await?
             .rows_affected();
         Ok(dropped == 1)
+    }
+
+    async fn enqueue_message(
+        &self,
+        app: &AppRecord,
+        message: &messages::NewMessage,
+    ) -> StoreResult<messages::Enqueued> {
+        with_retries(|| outbox::enqueue(&self.pool, app.store_key, message)).await
+    }
+
+    async fn get_message(
+        &self,
+        app: &AppRecord,
+        id: &str,
+    ) -> StoreResult<Option<messages::MessageRecord>> {
+        let row: Option<messages::MessageColumns> = sqlx::query_as(messages::GET_MESSAGE)
+            .bind(app.store_key)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(messages::MessageRecord::from_columns).transpose()
+    }
+
+    async fn claim_messages(
+        &self,
+        request: &messages::ClaimRequest,
+    ) -> StoreResult<Vec<messages::ClaimedMessage>> {
+        with_retries(|| outbox::claim(&self.pool, request)).await
+    }
+
+    async fn finish_messages(
+        &self,
+        holder: &str,
+        now_us: i64,
+        finished: &[messages::Finished],
+    ) -> StoreResult<usize> {
+        with_retries(|| outbox::finish(&self.pool, holder, now_us, finished)).await
     }
 
     async fn close(&self) {

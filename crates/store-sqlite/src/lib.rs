@@ -9,6 +9,7 @@
 
 mod activity;
 mod ingest;
+mod outbox;
 mod subscriptions;
 mod users;
 mod writer;
@@ -22,6 +23,7 @@ use huiliu_domain::templates::Template;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::users::ProfilePatch;
 use huiliu_store::batch::{raw_user_indexes, RawTable};
+use huiliu_store::messages;
 use huiliu_store::{
     sql, stored_template, ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns,
     IngestOutcome, KeyColumns, KeyRecord, RebuildMark, Recorded, ScannedEvent, Store, StoreError,
@@ -486,6 +488,52 @@ impl Store for SqliteStore {
                     .map(|n| n == 1)
                     .map_err(writer::to_store_error)
             })
+            .await
+    }
+
+    async fn enqueue_message(
+        &self,
+        app: &AppRecord,
+        message: &messages::NewMessage,
+    ) -> StoreResult<messages::Enqueued> {
+        let (app_seq, message) = (app.store_key, message.clone());
+        self.writer
+            .write(move |tx| outbox::enqueue(tx, app_seq, &message))
+            .await
+    }
+
+    async fn get_message(
+        &self,
+        app: &AppRecord,
+        id: &str,
+    ) -> StoreResult<Option<messages::MessageRecord>> {
+        let row: Option<messages::MessageColumns> = sqlx::query_as(messages::GET_MESSAGE)
+            .bind(app.store_key)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(messages::MessageRecord::from_columns).transpose()
+    }
+
+    async fn claim_messages(
+        &self,
+        request: &messages::ClaimRequest,
+    ) -> StoreResult<Vec<messages::ClaimedMessage>> {
+        let request = request.clone();
+        self.writer
+            .write(move |tx| outbox::claim(tx, &request))
+            .await
+    }
+
+    async fn finish_messages(
+        &self,
+        holder: &str,
+        now_us: i64,
+        finished: &[messages::Finished],
+    ) -> StoreResult<usize> {
+        let (holder, finished) = (holder.to_string(), finished.to_vec());
+        self.writer
+            .write(move |tx| outbox::finish(tx, &holder, now_us, &finished))
             .await
     }
 

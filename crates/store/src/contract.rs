@@ -4,6 +4,7 @@
 //! factory returning `Option<S>` (a fresh, migrated, empty store, or `None` when the
 //! backend is not available on this machine).
 
+pub use crate::contract_outbox::*;
 use crate::{ActivityCursor, AppRecord, Store, StoreError};
 use huiliu_domain::analytics::{ActivityIndex, LocalDay};
 use huiliu_domain::apps::NewApp;
@@ -33,7 +34,11 @@ macro_rules! contract_tests {
             concurrent_ingest_keeps_indexes_unique_and_counts_exact,
             sources_are_recorded_per_event,
             the_activity_index_follows_ingest_compaction_and_rebuilds,
-            funnel_events_are_filtered_by_name_and_time_and_ordered
+            funnel_events_are_filtered_by_name_and_time_and_ordered,
+            outbox_sends_with_exact_credits_and_one_send_per_user,
+            outbox_retries_expires_and_settles_unknown_outcomes,
+            outbox_skips_without_credit_openid_or_enabled_template,
+            concurrent_claims_never_share_a_message_or_a_user
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -8,12 +8,15 @@
 
 pub mod batch;
 mod error;
+pub mod messages;
 pub mod profile;
 mod records;
 pub mod sql;
 
 #[cfg(feature = "contract")]
 pub mod contract;
+#[cfg(feature = "contract")]
+mod contract_outbox;
 #[cfg(feature = "contract")]
 pub mod testdb;
 
@@ -238,6 +241,41 @@ pub trait Store: Clone + Send + Sync + 'static {
         app: &AppRecord,
         failing: &[u8],
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Accepts a message into the outbox: `queued`, or `skipped` with a reason when
+    /// the user has no credit, no openid, or the template is disabled. One
+    /// transaction with the idempotency key.
+    fn enqueue_message(
+        &self,
+        app: &AppRecord,
+        message: &messages::NewMessage,
+    ) -> impl Future<Output = StoreResult<messages::Enqueued>> + Send;
+
+    fn get_message(
+        &self,
+        app: &AppRecord,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<messages::MessageRecord>>> + Send;
+
+    /// Claims due messages of every app for `request.holder`: each claimed message
+    /// holds its user's one in-flight slot and (one-time templates) one reserved
+    /// credit. Also settles what is due without sending: expired messages, messages
+    /// whose user has no credit left, leases that ran out (outcome unknown), and
+    /// unknown outcomes past their reconciliation deadline (failed, credit released).
+    fn claim_messages(
+        &self,
+        request: &messages::ClaimRequest,
+    ) -> impl Future<Output = StoreResult<Vec<messages::ClaimedMessage>>> + Send;
+
+    /// Records the outcomes of `holder`'s sends and moves their credits, in one
+    /// transaction. An outcome for a message `holder` no longer holds is ignored;
+    /// returns how many were recorded.
+    fn finish_messages(
+        &self,
+        holder: &str,
+        now_us: i64,
+        finished: &[messages::Finished],
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -330,6 +330,8 @@ pub enum Recorded {
 pub struct SubscriptionRecord {
     pub template_id: String,
     pub state: huiliu_domain::credits::Subscription,
+    /// One-time credits held by messages being sent (neither available nor spent).
+    pub reserved: u32,
     pub updated_at: Timestamp,
 }
 
@@ -367,12 +369,13 @@ pub fn funnel_event(
 }
 
 /// A row of [`LIST_SUBSCRIPTIONS`](crate::sql::LIST_SUBSCRIPTIONS): template_id, credits,
-/// long_term, status, updated_us (all NULL for a user without subscriptions).
+/// long_term, status, updated_us, reserved (all NULL for a user without subscriptions).
 pub type SubscriptionColumns = (
     Option<String>,
     Option<i64>,
     Option<bool>,
     Option<String>,
+    Option<i64>,
     Option<i64>,
 );
 
@@ -399,7 +402,7 @@ impl SubscriptionRecord {
             return Ok(None);
         }
         let mut records = Vec::with_capacity(rows.len());
-        for (template_id, credits, long_term, status, updated_us) in rows {
+        for (template_id, credits, long_term, status, updated_us, reserved) in rows {
             let Some(template_id) = template_id else {
                 continue;
             };
@@ -410,6 +413,8 @@ impl SubscriptionRecord {
                     long_term.unwrap_or(false),
                     status.as_deref(),
                 )?,
+                reserved: u32::try_from(reserved.unwrap_or(0))
+                    .map_err(crate::StoreError::internal)?,
                 updated_at: huiliu_domain::time::from_micros(updated_us.unwrap_or(0)),
             });
         }

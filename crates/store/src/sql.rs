@@ -100,7 +100,7 @@ pub const PUT_SUBSCRIPTION: &str = "INSERT INTO subscriptions
 /// [`SubscriptionColumns`](crate::SubscriptionColumns): no row for an unknown user, one
 /// row of NULLs for a user without subscriptions.
 pub const LIST_SUBSCRIPTIONS: &str =
-    "SELECT s.template_id, s.credits, s.long_term, s.status, s.updated_us
+    "SELECT s.template_id, s.credits, s.long_term, s.status, s.updated_us, s.reserved
     FROM users u LEFT JOIN subscriptions s ON s.app_seq = u.app_seq AND s.user_index = u.user_index
     WHERE u.app_seq = $1 AND u.user_id = $2 ORDER BY s.template_id";
 

@@ -1,6 +1,7 @@
 //! Calls to WeChat's API. Plain HTTP only for now (the fake WeChat, or a proxy);
 //! HTTPS to api.weixin.qq.com needs a TLS backend, which is not built in yet.
 
+use huiliu_domain::messages::Attempt;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -72,4 +73,51 @@ impl WechatHttp {
             _ => Err(WechatError::Protocol(format!("no access_token in {body}"))),
         }
     }
+
+    /// `POST /cgi-bin/message/subscribe/send`. Tells apart a request that never
+    /// left (WeChat cannot have acted on it) from one that got no answer (it may
+    /// have been sent): only the first is safe to retry.
+    pub async fn send_subscribe(&self, base: &str, token: &str, body: &Value) -> Attempt {
+        let url = format!(
+            "{}/cgi-bin/message/subscribe/send?access_token={token}",
+            base.trim_end_matches('/')
+        );
+        let response = match self.http.post(url).json(body).send().await {
+            Ok(response) => response,
+            Err(e) if e.is_connect() || e.is_builder() => {
+                return Attempt::NotSent {
+                    reason: without_url(e).to_string(),
+                }
+            }
+            Err(e) => {
+                return Attempt::NoAnswer {
+                    reason: without_url(e).to_string(),
+                }
+            }
+        };
+        let body: Value = match response.json().await {
+            Ok(body) => body,
+            Err(e) => {
+                return Attempt::NoAnswer {
+                    reason: without_url(e).to_string(),
+                }
+            }
+        };
+        match errcode_of(&body) {
+            Some(WechatError::Api { errcode, errmsg }) => Attempt::Refused { errcode, errmsg },
+            _ => Attempt::Sent {
+                // WeChat's msgid is a 64-bit number; kept as text.
+                msgid: match &body["msgid"] {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => String::new(),
+                },
+            },
+        }
+    }
+}
+
+/// The access token travels in the URL; it must not reach logs or messages.
+fn without_url(e: reqwest::Error) -> reqwest::Error {
+    e.without_url()
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod home;
+pub mod messages;
 pub mod subscriptions;
 pub mod templates;
 pub mod users;
@@ -48,6 +49,8 @@ use utoipa::OpenApi;
         templates::check_data,
         subscriptions::post_subscriptions,
         subscriptions::get_user_subscriptions,
+        messages::post_message,
+        messages::get_message,
         wechat::put_settings,
         wechat::get_settings,
         analytics::get_active,
@@ -67,6 +70,7 @@ use utoipa::OpenApi;
         (name = "users", description = "Users and their profiles"),
         (name = "templates", description = "Subscription-message templates and their field rules"),
         (name = "subscriptions", description = "Subscription answers and the credits they grant"),
+        (name = "messages", description = "Subscription messages: queued, sent through WeChat with exact credit accounting, tracked"),
         (name = "wechat", description = "The app's WeChat settings"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
@@ -146,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates/{template_id}/check", axum::routing::post(templates::check_data))
         .route("/v1/subscriptions", axum::routing::post(subscriptions::post_subscriptions))
         .route("/v1/users/{user_id}/subscriptions", get(subscriptions::get_user_subscriptions))
+        .route("/v1/messages", axum::routing::post(messages::post_message))
+        .route("/v1/messages/{message_id}", get(messages::get_message))
         .route("/v1/wechat/settings", get(wechat::get_settings).put(wechat::put_settings))
         .route("/v1/analytics/active", get(analytics::get_active))
         .route("/v1/analytics/retention", get(analytics::get_retention))

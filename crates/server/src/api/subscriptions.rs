@@ -182,6 +182,8 @@ pub struct TemplateCredits {
     pub template_id: String,
     /// One-time sends still allowed.
     pub credits: u32,
+    /// One-time credits held by messages being sent right now.
+    pub reserved: u32,
     /// A standing long-term permission.
     pub long_term: bool,
     /// The user's latest answer: `accept`, `reject` or `ban`.
@@ -229,6 +231,7 @@ pub async fn get_user_subscriptions(
             .map(|r| TemplateCredits {
                 template_id: r.template_id,
                 credits: r.state.credits,
+                reserved: r.reserved,
                 long_term: r.state.long_term,
                 status: r.state.status.map(|s| s.as_str().to_string()),
                 updated_at: app.timezone.format_rfc3339(r.updated_at),

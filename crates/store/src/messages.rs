@@ -1,0 +1,287 @@
+//! The records of the message outbox and the SQL both stores run for it.
+//!
+//! Placeholders appear in numeric order in every statement: SQLite binds them by
+//! position of appearance.
+
+use crate::{IdempotencyKey, StoreError};
+use huiliu_domain::ids::UserId;
+use huiliu_domain::messages::MessageStatus;
+
+/// The idempotency scope of `POST /v1/messages`.
+pub const MESSAGE_SCOPE: &str = "messages";
+
+/// A message to accept into the outbox (already validated against its template).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: String,
+    pub user_id: UserId,
+    pub template_id: String,
+    /// WeChat's `data` object, as JSON text.
+    pub data: String,
+    /// The page WeChat is given (tracking parameter included), if any.
+    pub page: Option<String>,
+    pub tracking: String,
+    pub now_us: i64,
+    pub expires_us: i64,
+    pub idempotency: IdempotencyKey,
+}
+
+/// What accepting a message did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    /// Accepted now (queued, or skipped with a reason).
+    Done(AcceptedMessage),
+    /// The same key and body were accepted before: the first answer again.
+    Replayed(AcceptedMessage),
+    /// The key was used before with a different body.
+    KeyReused,
+    /// huiliu has never seen the user.
+    UnknownUser,
+}
+
+/// What `POST /v1/messages` answered, kept to answer a replay the same way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcceptedMessage {
+    pub id: String,
+    /// `queued` or `skipped`.
+    pub status: String,
+    /// The skip reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub user_id: String,
+    pub template_id: String,
+    pub status: MessageStatus,
+    /// Why it failed or was skipped: `no_credit`, `wechat_error`, `outcome_unknown`, …
+    pub error: Option<String>,
+    pub errcode: Option<i64>,
+    pub errmsg: Option<String>,
+    pub attempts: u32,
+    pub wechat_msgid: Option<String>,
+    pub page: Option<String>,
+    pub tracking: String,
+    pub created_us: i64,
+    pub updated_us: i64,
+    pub sent_us: Option<i64>,
+    pub opened_us: Option<i64>,
+}
+
+/// The columns of [`MESSAGE_COLUMNS`], in order.
+pub type MessageColumns = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl MessageRecord {
+    pub fn from_columns(
+        (
+            id,
+            user_id,
+            template_id,
+            status,
+            error,
+            errcode,
+            errmsg,
+            attempts,
+            wechat_msgid,
+            page,
+            tracking,
+            created_us,
+            updated_us,
+            sent_us,
+            opened_us,
+        ): MessageColumns,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            id,
+            user_id,
+            template_id,
+            status: MessageStatus::parse(&status)
+                .ok_or_else(|| StoreError::internal(format!("unknown message status {status}")))?,
+            error,
+            errcode,
+            errmsg,
+            attempts: u32::try_from(attempts).map_err(StoreError::internal)?,
+            wechat_msgid,
+            page,
+            tracking,
+            created_us,
+            updated_us,
+            sent_us,
+            opened_us,
+        })
+    }
+}
+
+/// A worker's request for due messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The claiming node (the lease holder).
+    pub holder: String,
+    pub now_us: i64,
+    /// The lease: if the node has not recorded an outcome by then, the outcome is unknown.
+    pub lease_until_us: i64,
+    /// How long an unknown outcome waits for a sent event before it fails.
+    pub reconcile_us: i64,
+    pub limit: u32,
+}
+
+/// A message a worker now holds (its credit reserved) and must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedMessage {
+    pub id: String,
+    /// The app's store key.
+    pub app_key: i64,
+    pub openid: String,
+    pub template_id: String,
+    pub data: String,
+    pub page: Option<String>,
+    /// Attempts including this one.
+    pub attempts: u32,
+}
+
+/// The outcome of a claimed message's attempt, to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub id: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent {
+        msgid: String,
+    },
+    /// Back to the queue at `at_us`, the credit released.
+    Retry {
+        at_us: i64,
+        errcode: Option<i64>,
+        errmsg: String,
+    },
+    Failed {
+        errcode: Option<i64>,
+        errmsg: String,
+        zero_credits: bool,
+        disable_template: bool,
+    },
+    /// Sent maybe: the credit stays reserved until a sent event or `until_us`.
+    Unknown {
+        until_us: i64,
+        errmsg: String,
+    },
+}
+
+/// The columns a message is read with (joined with its user for `user_id`).
+pub const MESSAGE_COLUMNS: &str = "m.id, u.user_id, m.template_id, m.status, m.error, m.errcode, m.errmsg,
+    m.attempts, m.wechat_msgid, m.page, m.tracking, m.created_us, m.updated_us, m.sent_us, m.opened_us";
+
+/// App $1's message $2.
+pub const GET_MESSAGE: &str = "SELECT m.id, u.user_id, m.template_id, m.status, m.error, m.errcode, m.errmsg,
+    m.attempts, m.wechat_msgid, m.page, m.tracking, m.created_us, m.updated_us, m.sent_us, m.opened_us
+    FROM messages m JOIN users u ON u.app_seq = m.app_seq AND u.user_index = m.user_index
+    WHERE m.app_seq = $1 AND m.id = $2";
+
+/// A user (app $1, id $2): user_index, openid.
+pub const FIND_USER_FOR_MESSAGE: &str =
+    "SELECT user_index, openid FROM users WHERE app_seq = $1 AND user_id = $2";
+
+/// A template's disabled reason (app $1, template $2); no row for an unknown template.
+pub const TEMPLATE_DISABLED: &str =
+    "SELECT disabled_reason FROM templates WHERE app_seq = $1 AND template_id = $2";
+
+/// A subscription's credits, reserved, long_term, status (app $1, user $2, template $3).
+pub const GET_SUBSCRIPTION: &str = "SELECT credits, reserved, long_term, status FROM subscriptions
+    WHERE app_seq = $1 AND user_index = $2 AND template_id = $3";
+
+/// Inserts a message: id $1, app $2, user $3, template $4, data $5, page $6, tracking $7,
+/// status $8, next attempt $9, expires $10, error $11, created = updated $12.
+pub const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (id, app_seq, user_index, template_id, data, page,
+    tracking, status, next_attempt_us, expires_us, error, created_us, updated_us)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)";
+
+/// Due messages (now $1), oldest due first, at most $2: id, app, user, status,
+/// expires_us, reserved, template.
+pub const DUE_MESSAGES: &str =
+    "SELECT id, app_seq, user_index, status, expires_us, reserved, template_id
+    FROM messages WHERE status IN ('queued', 'sending', 'unknown') AND next_attempt_us <= $1
+    ORDER BY next_attempt_us LIMIT $2";
+
+/// Claims the user's one in-flight slot (app $1, user $2, message $3); one row when taken.
+pub const TAKE_INFLIGHT: &str = "INSERT INTO message_inflight (app_seq, user_index, message_id)
+    VALUES ($1, $2, $3) ON CONFLICT (app_seq, user_index) DO NOTHING";
+
+/// Frees the user's slot if message $2 of app $1 holds it.
+pub const FREE_INFLIGHT: &str =
+    "DELETE FROM message_inflight WHERE app_seq = $1 AND message_id = $2";
+
+/// What a claim needs to send (app $1, message $2): openid, data, page, attempts.
+pub const CLAIM_DETAILS: &str = "SELECT u.openid, m.data, m.page, m.attempts FROM messages m
+    JOIN users u ON u.app_seq = m.app_seq AND u.user_index = m.user_index
+    WHERE m.app_seq = $1 AND m.id = $2";
+
+/// Marks message $5 sending: holder $1, lease end $2, reserved $3, at $4; attempts + 1.
+pub const MARK_SENDING: &str = "UPDATE messages SET status = 'sending', lease_holder = $1,
+    next_attempt_us = $2, reserved = $3, updated_us = $4, attempts = attempts + 1 WHERE id = $5";
+
+/// Ends message $5 without sending: status $1, error $2, at $3, reserved $4.
+pub const END_MESSAGE: &str = "UPDATE messages SET status = $1, error = $2, updated_us = $3,
+    reserved = $4 WHERE id = $5";
+
+/// Marks message $3 unknown: reconcile until $1, at $2.
+pub const MARK_UNKNOWN: &str = "UPDATE messages SET status = 'unknown', next_attempt_us = $1,
+    updated_us = $2 WHERE id = $3";
+
+/// Sets a subscription's credits $1, reserved $2, long-term $3 at $4 (app $5, user $6, template $7).
+pub const SET_CREDITS: &str =
+    "UPDATE subscriptions SET credits = $1, reserved = $2, long_term = $3,
+    updated_us = $4 WHERE app_seq = $5 AND user_index = $6 AND template_id = $7";
+
+/// Pushes message $2's next look to $1 (its user has another send in flight).
+pub const DEFER_MESSAGE: &str = "UPDATE messages SET next_attempt_us = $1 WHERE id = $2";
+
+/// The message a worker holds (id $1, holder $2) and may still record: its app,
+/// user, template, reserved flag.
+pub const HELD_MESSAGE: &str = "SELECT app_seq, user_index, template_id, reserved FROM messages
+    WHERE id = $1 AND lease_holder = $2 AND status IN ('sending', 'unknown')";
+
+/// Records a send: msgid $1, at $2 (sent and updated), message $3.
+pub const MARK_SENT: &str = "UPDATE messages SET status = 'sent', wechat_msgid = $1, sent_us = $2,
+    updated_us = $2, reserved = FALSE, error = NULL, errcode = NULL, errmsg = NULL WHERE id = $3";
+
+/// Back to the queue: next attempt $1, errcode $2, errmsg $3, at $4, message $5.
+pub const MARK_RETRY: &str =
+    "UPDATE messages SET status = 'queued', next_attempt_us = $1, errcode = $2,
+    errmsg = $3, updated_us = $4, reserved = FALSE, lease_holder = NULL WHERE id = $5";
+
+/// Fails: error $1, errcode $2, errmsg $3, at $4, message $5.
+pub const MARK_FAILED: &str =
+    "UPDATE messages SET status = 'failed', error = $1, errcode = $2, errmsg = $3,
+    updated_us = $4, reserved = FALSE WHERE id = $5";
+
+/// Unknown outcome: reconcile until $1, errmsg $2, at $3, message $4.
+pub const MARK_UNKNOWN_OUTCOME: &str =
+    "UPDATE messages SET status = 'unknown', next_attempt_us = $1,
+    errmsg = $2, updated_us = $3 WHERE id = $4";
+
+/// Disables template $3 of app $2 with reason $1.
+pub const DISABLE_TEMPLATE: &str =
+    "UPDATE templates SET disabled_reason = $1 WHERE app_seq = $2 AND template_id = $3";
