@@ -107,6 +107,10 @@ pub struct Template {
     pub title: String,
     pub kind: TemplateKind,
     pub fields: Vec<TemplateField>,
+    /// Set when WeChat banned the template (43107): messages with it are skipped
+    /// until the template is stored again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +238,7 @@ impl Template {
             title: input.title,
             kind: input.kind,
             fields,
+            disabled_reason: None,
         })
     }
 

@@ -300,20 +300,20 @@ impl Store for PostgresStore {
         app: &AppRecord,
         template_id: &str,
     ) -> StoreResult<Option<Template>> {
-        let row: Option<String> = sqlx::query_scalar(sql::GET_TEMPLATE)
+        let row: Option<(String, Option<String>)> = sqlx::query_as(sql::GET_TEMPLATE)
             .bind(app.store_key)
             .bind(template_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_deref().map(stored_template).transpose()
+        row.map(stored_template).transpose()
     }
 
     async fn list_templates(&self, app: &AppRecord) -> StoreResult<Vec<Template>> {
-        let rows: Vec<String> = sqlx::query_scalar(sql::LIST_TEMPLATES)
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sql::LIST_TEMPLATES)
             .bind(app.store_key)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|d| stored_template(d)).collect()
+        rows.into_iter().map(stored_template).collect()
     }
 
     async fn put_wechat_settings(

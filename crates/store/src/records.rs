@@ -251,9 +251,12 @@ impl ScannedEvent {
 
 /// A stored template definition, parsed back.
 pub fn stored_template(
-    definition: &str,
+    (definition, disabled_reason): (String, Option<String>),
 ) -> Result<huiliu_domain::templates::Template, crate::StoreError> {
-    serde_json::from_str(definition).map_err(crate::StoreError::internal)
+    let mut template: huiliu_domain::templates::Template =
+        serde_json::from_str(&definition).map_err(crate::StoreError::internal)?;
+    template.disabled_reason = disabled_reason;
+    Ok(template)
 }
 
 /// An app's WeChat settings as stored: secrets sealed (see `huiliu_domain::secrets`).

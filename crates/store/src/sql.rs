@@ -52,15 +52,16 @@ pub const SCAN_EVENTS: &str = "SELECT seq, user_index, time_us, name FROM events
 /// Stores app $1's template $2 with definition $3 at $4, replacing an earlier one.
 pub const PUT_TEMPLATE: &str = "INSERT INTO templates (app_seq, template_id, definition, updated_us)
     VALUES ($1, $2, $3, $4)
-    ON CONFLICT (app_seq, template_id) DO UPDATE SET definition = excluded.definition, updated_us = excluded.updated_us";
+    ON CONFLICT (app_seq, template_id) DO UPDATE SET definition = excluded.definition, updated_us = excluded.updated_us,
+      disabled_reason = NULL";
 
 /// App $1's template $2: its definition (JSON).
 pub const GET_TEMPLATE: &str =
-    "SELECT definition FROM templates WHERE app_seq = $1 AND template_id = $2";
+    "SELECT definition, disabled_reason FROM templates WHERE app_seq = $1 AND template_id = $2";
 
 /// Every template definition of app $1, by id.
 pub const LIST_TEMPLATES: &str =
-    "SELECT definition FROM templates WHERE app_seq = $1 ORDER BY template_id";
+    "SELECT definition, disabled_reason FROM templates WHERE app_seq = $1 ORDER BY template_id";
 
 /// Stores app $1's WeChat settings: appid $2, sealed secret $3, token $4, AES key $5, API base $6, at $7.
 pub const PUT_WECHAT: &str = "INSERT INTO wechat_settings

@@ -15,7 +15,8 @@
 //! The same controls over HTTP, for a fake run as a process: `PUT
 //! /fake/templates/{id}` (huiliu's template body), `POST /fake/accept`
 //! `{"openid", "template_id"}`, `POST /fake/faults` `{"errcode", "times"}` |
-//! `{"quota_seconds"}` | `{"delay_ms", "times"}`, and `GET /fake/sent`.
+//! `{"quota_seconds"}` | `{"delay_ms", "times"}` | `{"drop_after_send": times}`, and
+//! `GET /fake/sent`.
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -56,6 +57,10 @@ pub enum Fault {
     QuotaFor(Duration),
     /// Wait this long before answering the next `times` sends.
     Slow { delay: Duration, times: u32 },
+    /// Accept the next `times` sends (the message is delivered, the credit spent)
+    /// and then drop the connection before the answer is complete: the sender
+    /// cannot know the message went out.
+    DropAfterSend { times: u32 },
 }
 
 /// A message the fake accepted.
@@ -392,7 +397,7 @@ async fn send(
     Query(query): Query<HashMap<String, String>>,
     body: String,
 ) -> Response {
-    let (delay, guard) = {
+    let (delay, guard, drop_answer) = {
         let mut world = lock(&shared);
         if let Some(error) = token_error(&mut world, query.get("access_token")) {
             return error.into_response();
@@ -404,6 +409,7 @@ async fn send(
             return answer(45009, "reach max api daily quota limit").into_response();
         }
         let mut delay = None;
+        let mut drop_answer = false;
         match world.faults.front_mut() {
             Some(Fault::Errcode { errcode, times }) => {
                 let code = *errcode;
@@ -420,6 +426,13 @@ async fn send(
             }
             Some(Fault::Slow { delay: d, times }) => {
                 delay = Some(*d);
+                *times -= 1;
+                if *times == 0 {
+                    world.faults.pop_front();
+                }
+            }
+            Some(Fault::DropAfterSend { times }) => {
+                drop_answer = true;
                 *times -= 1;
                 if *times == 0 {
                     world.faults.pop_front();
@@ -479,7 +492,7 @@ async fn send(
             world: shared.clone(),
             openid,
         };
-        (delay.map(|d| (d, msgid)).ok_or(msgid), guard)
+        (delay.map(|d| (d, msgid)).ok_or(msgid), guard, drop_answer)
     };
     let msgid = match delay {
         Ok((d, msgid)) => {
@@ -491,6 +504,16 @@ async fn send(
         Err(msgid) => msgid,
     };
     drop(guard);
+    if drop_answer {
+        // Headers go out, then the body fails: the connection is cut mid-answer.
+        let broken = futures_util::stream::once(async {
+            Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("connection dropped"))
+        });
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from_stream(broken))
+            .expect("a plain response builds");
+    }
     Json(json!({"errcode": 0, "errmsg": "ok", "msgid": msgid})).into_response()
 }
 
@@ -532,24 +555,31 @@ struct FaultRequest {
     times: Option<u32>,
     quota_seconds: Option<u64>,
     delay_ms: Option<u64>,
+    drop_after_send: Option<u32>,
 }
 
 async fn control_fault(State(world): State<Shared>, Json(request): Json<FaultRequest>) -> Response {
     let times = request.times.unwrap_or(1).max(1);
-    let fault = match (request.errcode, request.quota_seconds, request.delay_ms) {
-        (Some(errcode), None, None) => Fault::Errcode { errcode, times },
-        (None, Some(seconds), None) => Fault::QuotaFor(Duration::from_secs(seconds)),
-        (None, None, Some(ms)) => Fault::Slow {
+    let fault = match (
+        request.errcode,
+        request.quota_seconds,
+        request.delay_ms,
+        request.drop_after_send,
+    ) {
+        (Some(errcode), None, None, None) => Fault::Errcode { errcode, times },
+        (None, Some(seconds), None, None) => Fault::QuotaFor(Duration::from_secs(seconds)),
+        (None, None, Some(ms), None) => Fault::Slow {
             delay: Duration::from_millis(ms),
             times,
         },
-        _ => {
-            return (
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "give one of errcode, quota_seconds, delay_ms"})),
-            )
-                .into_response()
-        }
+        (None, None, None, Some(times)) => Fault::DropAfterSend {
+            times: times.max(1),
+        },
+        _ => return (
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "give one of errcode, quota_seconds, delay_ms, drop_after_send"})),
+        )
+            .into_response(),
     };
     lock(&world).inject(fault);
     Json(json!({"ok": true})).into_response()

@@ -68,6 +68,15 @@ async fn store_url(backend: Backend, dir: &tempfile::TempDir) -> Option<String> 
 
 /// Starts a server over a fresh store with one app; `None` when the backend is unavailable and optional.
 pub async fn spawn_app(backend: Backend, timezone: &str) -> Option<TestApp> {
+    spawn_app_with(backend, timezone, |_| {}).await
+}
+
+/// [`spawn_app`] with the server's state adjusted first (e.g. dispatch settings).
+pub async fn spawn_app_with(
+    backend: Backend,
+    timezone: &str,
+    configure: impl FnOnce(&mut huiliu_server::AppState),
+) -> Option<TestApp> {
     let dir = tempfile::tempdir().unwrap();
     let url = store_url(backend, &dir).await?;
     let store = huiliu_server::open_store(&url).await.unwrap();
@@ -81,8 +90,10 @@ pub async fn spawn_app(backend: Backend, timezone: &str) -> Option<TestApp> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(huiliu_server::serve(
-        store.clone(),
+    let mut state = huiliu_server::AppState::new(store.clone());
+    configure(&mut state);
+    tokio::spawn(huiliu_server::serve_with(
+        state,
         listener,
         None,
         shutdown.clone(),

@@ -5,6 +5,7 @@ mod helpers;
 mod analytics;
 mod events;
 mod fuzz;
+mod messages;
 mod operations;
 mod subscriptions;
 mod templates;
