@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod analytics;
+mod dispatch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -54,6 +55,8 @@ enum Command {
     /// The activity index on a simulated population: retention, active and
     /// lifecycle timings beside DuckDB and chDB on the same events.
     Analytics(analytics::AnalyticsArgs),
+    /// Subscription messages end to end (POST → sent) through the fake WeChat.
+    Dispatch(dispatch::DispatchArgs),
     /// Write the same kind of events as JSONL, for timing `huiliu import`.
     Events {
         #[arg(long, default_value_t = 200_000)]
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             users,
         } => (store, events, batch, clients, rounds, users),
         Command::Analytics(args) => return analytics::run(args),
+        Command::Dispatch(args) => return dispatch::run(args).await,
         Command::Events { events, users, out } => {
             use std::io::Write;
             let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
@@ -188,17 +192,21 @@ fn make_events(seed: u64, events: usize, users: usize) -> Vec<serde_json::Value>
         .collect()
 }
 
-async fn open_fresh(
-    which: Which,
-    dir: &tempfile::TempDir,
-) -> anyhow::Result<huiliu_server::AnyStore> {
-    let url = match which {
+/// A fresh database: a file in `dir`, or a new PostgreSQL database.
+async fn fresh_url(which: Which, dir: &tempfile::TempDir) -> anyhow::Result<String> {
+    Ok(match which {
         Which::Sqlite => format!("sqlite://{}", dir.path().join("bench.db").display()),
         _ => huiliu_store::testdb::fresh_postgres_url()
             .await
             .context("PostgreSQL is not reachable (set HUILIU_TEST_POSTGRES_URL)")?,
-    };
-    Ok(huiliu_server::open_store(&url).await?)
+    })
+}
+
+async fn open_fresh(
+    which: Which,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<huiliu_server::AnyStore> {
+    Ok(huiliu_server::open_store(&fresh_url(which, dir).await?).await?)
 }
 
 async fn run_round(

@@ -6,7 +6,7 @@
 use crate::writer::to_store_error;
 use huiliu_domain::messages::{admit, Admission, CreditBalance, CreditMove};
 use huiliu_store::messages::{
-    self as m, AcceptedMessage, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage,
+    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage,
     Outcome, MESSAGE_SCOPE,
 };
 use huiliu_store::{sql, subscription_state, StoreError, StoreResult};
@@ -38,24 +38,25 @@ pub(crate) fn enqueue(
             Enqueued::KeyReused
         });
     }
-    let Some((user, openid)) = one(tx.query_row(
-        m::FIND_USER_FOR_MESSAGE,
-        params![app_seq, message.user_id.as_str()],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
-    ))?
-    else {
+    let facts = one(tx.query_row(
+        m::ADMISSION_FACTS,
+        params![app_seq, message.user_id.as_str(), message.template_id],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        },
+    ))?;
+    let Some(facts) = facts else {
         return Ok(Enqueued::UnknownUser);
     };
-    let admission = admission(tx, app_seq, user, &message.template_id, openid.as_deref())?.0;
-    let skip = match admission {
-        Admission::Skip(reason) => Some(reason.as_str()),
-        _ => None,
-    };
-    let accepted = AcceptedMessage {
-        id: message.id.clone(),
-        status: if skip.is_some() { "skipped" } else { "queued" }.into(),
-        error: skip.map(str::to_string),
-    };
+    let (user, admission) = m::admission_of(facts)?;
+    let accepted = m::accepted(&message.id, admission);
     tx.execute(
         m::INSERT_MESSAGE,
         params![

@@ -199,9 +199,52 @@ pub const GET_MESSAGE: &str = "SELECT m.id, u.user_id, m.template_id, m.status, 
     FROM messages m JOIN users u ON u.app_seq = m.app_seq AND u.user_index = m.user_index
     WHERE m.app_seq = $1 AND m.id = $2";
 
-/// A user (app $1, id $2): user_index, openid.
-pub const FIND_USER_FOR_MESSAGE: &str =
-    "SELECT user_index, openid FROM users WHERE app_seq = $1 AND user_id = $2";
+/// What decides whether a message to user $2 of app $1 with template $3 may go:
+/// user_index, openid, credits, long_term, status, the template's disabled reason.
+/// No row for an unknown user.
+pub const ADMISSION_FACTS: &str = "SELECT u.user_index, u.openid, s.credits, s.long_term, s.status, t.disabled_reason
+    FROM (SELECT CAST($1 AS BIGINT) AS app_seq, CAST($2 AS TEXT) AS user_id, CAST($3 AS TEXT) AS template_id) p
+    JOIN users u ON u.app_seq = p.app_seq AND u.user_id = p.user_id
+    LEFT JOIN subscriptions s ON s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id
+    LEFT JOIN templates t ON t.app_seq = u.app_seq AND t.template_id = p.template_id";
+
+/// The columns of [`ADMISSION_FACTS`].
+pub type AdmissionFacts = (
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Whether a message may go, from [`ADMISSION_FACTS`]; with the user's index.
+pub fn admission_of(
+    (user_index, openid, credits, long_term, status, disabled): AdmissionFacts,
+) -> Result<(i64, huiliu_domain::messages::Admission), StoreError> {
+    let subscription = crate::subscription_state(
+        credits.unwrap_or(0),
+        long_term.unwrap_or(false),
+        status.as_deref(),
+    )?;
+    Ok((
+        user_index,
+        huiliu_domain::messages::admit(openid.as_deref(), &subscription, disabled.is_some()),
+    ))
+}
+
+/// What `POST /v1/messages` answers for a message admitted (or not) at once.
+pub fn accepted(id: &str, admission: huiliu_domain::messages::Admission) -> AcceptedMessage {
+    let skip = match admission {
+        huiliu_domain::messages::Admission::Skip(reason) => Some(reason.as_str().to_string()),
+        _ => None,
+    };
+    AcceptedMessage {
+        id: id.to_string(),
+        status: if skip.is_some() { "skipped" } else { "queued" }.into(),
+        error: skip,
+    }
+}
 
 /// A template's disabled reason (app $1, template $2); no row for an unknown template.
 pub const TEMPLATE_DISABLED: &str =
