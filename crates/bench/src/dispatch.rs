@@ -98,6 +98,7 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
     let state = huiliu_server::AppState::new(store.clone());
+    let metrics = state.metrics.clone();
     let server = tokio::spawn(huiliu_server::serve_with(
         state,
         listener,
@@ -168,7 +169,11 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
         });
     }
     futures_util::future::try_join_all(setup).await?;
-    eprintln!("{}: {} users with {per_user} credits each", store.backend(), args.users);
+    eprintln!(
+        "{}: {} users with {per_user} credits each",
+        store.backend(),
+        args.users
+    );
 
     // Timed: post every message; the dispatcher sends meanwhile.
     let started = Instant::now();
@@ -215,6 +220,9 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    if std::env::var_os("HUILIU_BENCH_METRICS").is_some() {
+        eprintln!("{}", metrics.encode());
+    }
     shutdown.cancel();
     let _ = server.await;
 
@@ -279,7 +287,9 @@ impl Db {
     /// Credits huiliu still counts: available plus reserved.
     async fn credits_left(&self) -> anyhow::Result<u64> {
         let sum = self
-            .scalar("SELECT CAST(COALESCE(SUM(credits + reserved), 0) AS BIGINT) FROM subscriptions")
+            .scalar(
+                "SELECT CAST(COALESCE(SUM(credits + reserved), 0) AS BIGINT) FROM subscriptions",
+            )
             .await?;
         Ok(u64::try_from(sum)?)
     }

@@ -63,6 +63,9 @@ impl Default for DispatchConfig {
     }
 }
 
+/// How long a woken loop waits for more messages before claiming.
+const GATHER: Duration = Duration::from_millis(10);
+
 /// Settings are re-read this often, so a changed secret or API base applies soon.
 const SETTINGS_TTL: Duration = Duration::from_secs(30);
 
@@ -132,7 +135,9 @@ impl Dispatcher {
             };
             if claimed.is_empty() {
                 tokio::select! {
-                    _ = self.wake.notified() => {}
+                    // Let a burst gather: one claim of many messages costs about
+                    // what a claim of one does.
+                    _ = self.wake.notified() => tokio::time::sleep(GATHER).await,
                     _ = tokio::time::sleep(self.config.idle_poll) => {}
                     _ = shutdown.cancelled() => {}
                 }

@@ -5,56 +5,49 @@
 
 use huiliu_domain::messages::{admit, Admission, CreditBalance, CreditMove};
 use huiliu_store::messages::{
-    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome,
-    MESSAGE_SCOPE,
+    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, MESSAGE_SCOPE,
 };
-use huiliu_store::sql;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 
 const BUSY_USER_DEFER_US: i64 = 100_000;
 
+/// Due messages with what a send needs (so a claim reads them once): the user's
+/// openid and whether the template is disabled come along.
 const DUE_MESSAGES_LOCKED: &str =
-    "SELECT id, app_seq, user_index, status, expires_us, reserved, template_id
-    FROM messages WHERE status IN ('queued', 'sending', 'unknown') AND next_attempt_us <= $1
-    ORDER BY next_attempt_us LIMIT $2 FOR UPDATE SKIP LOCKED";
+    "SELECT m.id, m.app_seq, m.user_index, m.status, m.expires_us, m.reserved,
+      m.template_id, m.data, m.page, m.attempts, u.openid, t.disabled_reason
+    FROM messages m
+    JOIN users u ON u.app_seq = m.app_seq AND u.user_index = m.user_index
+    LEFT JOIN templates t ON t.app_seq = m.app_seq AND t.template_id = m.template_id
+    WHERE m.status IN ('queued', 'sending', 'unknown') AND m.next_attempt_us <= $1
+    ORDER BY m.next_attempt_us LIMIT $2 FOR UPDATE OF m SKIP LOCKED";
 
 fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
 }
 
+/// Two statements and no explicit transaction: the facts, then the message with
+/// its idempotency key in one `INSERT`. A concurrent request with the same key
+/// loses on the key's primary key (retried by the caller, then answered as a
+/// replay). Admission here is advice for the caller; the claim decides again.
 pub(crate) async fn enqueue(
     pool: &PgPool,
     app_seq: i64,
     message: &NewMessage,
 ) -> Result<Enqueued, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let key = &message.idempotency;
-    let earlier: Option<(Vec<u8>, String)> = sqlx::query_as(sql::FIND_IDEMPOTENCY)
-        .bind(app_seq)
-        .bind(MESSAGE_SCOPE)
-        .bind(&key.key)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some((hash, response)) = earlier {
-        return Ok(if hash == key.request_hash {
-            Enqueued::Replayed(serde_json::from_str(&response).map_err(decode)?)
-        } else {
-            Enqueued::KeyReused
-        });
-    }
     let facts: Option<m::AdmissionFacts> = sqlx::query_as(m::ADMISSION_FACTS)
         .bind(app_seq)
         .bind(message.user_id.as_str())
         .bind(&message.template_id)
-        .fetch_optional(&mut *tx)
+        .bind(&key.key)
+        .fetch_optional(pool)
         .await?;
-    let Some(facts) = facts else {
-        return Ok(Enqueued::UnknownUser);
+    let (user, accepted) = match m::admit_message(message, facts).map_err(decode)? {
+        m::Admitted::Answer(answer) => return Ok(answer),
+        m::Admitted::Store(user, accepted) => (user, accepted),
     };
-    let (user, admission) = m::admission_of(facts).map_err(decode)?;
-    let accepted = m::accepted(&message.id, admission);
-    // The message and its idempotency key in one statement.
     sqlx::query(
         "WITH message AS (
            INSERT INTO messages (id, app_seq, user_index, template_id, data, page, tracking, status,
@@ -79,13 +72,28 @@ pub(crate) async fn enqueue(
     .bind(&key.key)
     .bind(&key.request_hash)
     .bind(serde_json::to_string(&accepted).map_err(decode)?)
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    tx.commit().await?;
     Ok(Enqueued::Done(accepted))
 }
 
-type DueRow = (String, i64, i64, String, i64, bool, String);
+type DueRow = (
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    bool,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+/// What a claim needs to send a message: data, page, attempts, openid, disabled reason.
+type SendDetails = (String, Option<String>, i64, Option<String>, Option<String>);
 
 /// A subscription's key: app, user, template.
 type SubscriptionKey = (i64, i64, String);
@@ -149,15 +157,21 @@ async fn write_moves(
         };
         let (after, delta) = movement.apply(*balance);
         *balance = after;
-        history.push(key, delta, &after, status.clone(), movement.cause(), message_id, now);
+        history.push(
+            key,
+            delta,
+            &after,
+            status.clone(),
+            movement.cause(),
+            message_id,
+            now,
+        );
         if !touched.contains(key) {
             touched.push(key.clone());
         }
     }
-    let finals: Vec<(&SubscriptionKey, &CreditBalance)> = touched
-        .iter()
-        .map(|k| (k, &balances[k].0))
-        .collect();
+    let finals: Vec<(&SubscriptionKey, &CreditBalance)> =
+        touched.iter().map(|k| (k, &balances[k].0)).collect();
     sqlx::query(
         "UPDATE subscriptions s SET credits = v.credits, reserved = v.reserved, long_term = v.long_term, updated_us = $1
          FROM UNNEST($2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[], $7::bool[])
@@ -254,8 +268,14 @@ pub(crate) async fn claim(
     let mut users_in_claim = HashSet::new();
     // Candidates: (app, user, message id, template).
     let mut candidates: Vec<(i64, i64, String, String)> = Vec::new();
+    let mut details: HashMap<String, SendDetails> = HashMap::new();
     let mut moves = Vec::new();
-    for (id, app_seq, user, status, expires_us, reserved, template_id) in rows {
+    for row in rows {
+        let (id, app_seq, user, status, expires_us, reserved, template_id) =
+            (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+        if status == "queued" {
+            details.insert(id.clone(), (row.7, row.8, row.9, row.10, row.11));
+        }
         match status.as_str() {
             // The lease ran out while sending: the outcome is unknown. Never resent.
             "sending" => {
@@ -265,7 +285,7 @@ pub(crate) async fn claim(
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
-                free_inflight(&mut tx, app_seq, &id).await?;
+                free_inflight(&mut tx, app_seq, user, &id).await?;
             }
             "unknown" => {
                 sqlx::query(m::MARK_FAILED)
@@ -302,21 +322,6 @@ pub(crate) async fn claim(
         candidates.into_iter().partition(|c| taken.contains(&c.2));
     deferred.extend(busy.into_iter().map(|c| c.2));
 
-    let details: Vec<(String, Option<String>, String, Option<String>, i64, Option<String>)> =
-        sqlx::query_as(
-            "SELECT m.id, u.openid, m.data, m.page, m.attempts, t.disabled_reason
-             FROM messages m
-             JOIN users u ON u.app_seq = m.app_seq AND u.user_index = m.user_index
-             LEFT JOIN templates t ON t.app_seq = m.app_seq AND t.template_id = m.template_id
-             WHERE m.id = ANY($1)",
-        )
-        .bind(candidates.iter().map(|c| c.2.clone()).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?;
-    let details: HashMap<String, _> = details
-        .into_iter()
-        .map(|d| (d.0.clone(), d))
-        .collect();
     let keys: Vec<SubscriptionKey> = candidates
         .iter()
         .map(|c| (c.0, c.1, c.3.clone()))
@@ -326,9 +331,10 @@ pub(crate) async fn claim(
 
     let mut claimed = Vec::new();
     let (mut skipped_ids, mut skip_reasons) = (Vec::new(), Vec::new());
+    let mut skipped_slots = Vec::new();
     let (mut sending_ids, mut sending_reserved) = (Vec::new(), Vec::new());
     for (app_seq, user, id, template_id) in candidates {
-        let Some((_, openid, data, page, attempts, disabled)) = details.get(&id).cloned() else {
+        let Some((data, page, attempts, openid, disabled)) = details.remove(&id) else {
             continue;
         };
         let key = (app_seq, user, template_id.clone());
@@ -336,12 +342,17 @@ pub(crate) async fn claim(
             Some((balance, status)) => huiliu_domain::credits::Subscription {
                 credits: balance.credits,
                 long_term: balance.long_term,
-                status: status.as_deref().map(huiliu_store::parse_status).transpose().map_err(decode)?,
+                status: status
+                    .as_deref()
+                    .map(huiliu_store::parse_status)
+                    .transpose()
+                    .map_err(decode)?,
             },
             None => Default::default(),
         };
         let with_credit = match admit(openid.as_deref(), &subscription, disabled.is_some()) {
             Admission::Skip(reason) => {
+                skipped_slots.push((app_seq, user, id.clone()));
                 skipped_ids.push(id);
                 skip_reasons.push(reason.as_str());
                 continue;
@@ -369,7 +380,7 @@ pub(crate) async fn claim(
         sqlx::query(
             "UPDATE messages m SET status = 'sending', lease_holder = $1, next_attempt_us = $2,
                updated_us = $3, attempts = m.attempts + 1, reserved = v.reserved
-             FROM UNNEST($4::text[], $5::bool[]) AS v(id, reserved) WHERE m.id = v.id",
+             FROM UNNEST($4::text[], $5::bool[]) AS v(id, reserved) WHERE m.id = v.id AND m.id = ANY($4)",
         )
         .bind(&request.holder)
         .bind(request.lease_until_us)
@@ -382,14 +393,14 @@ pub(crate) async fn claim(
     if !skipped_ids.is_empty() {
         sqlx::query(
             "UPDATE messages m SET status = 'skipped', error = v.reason, updated_us = $1
-             FROM UNNEST($2::text[], $3::text[]) AS v(id, reason) WHERE m.id = v.id",
+             FROM UNNEST($2::text[], $3::text[]) AS v(id, reason) WHERE m.id = v.id AND m.id = ANY($2)",
         )
         .bind(now)
         .bind(&skipped_ids)
         .bind(&skip_reasons)
         .execute(&mut *tx)
         .await?;
-        free_all_inflight(&mut tx, &skipped_ids).await?;
+        free_all_inflight(&mut tx, &skipped_slots).await?;
     }
     if !expired.is_empty() {
         sqlx::query("UPDATE messages SET status = 'expired', updated_us = $1 WHERE id = ANY($2)")
@@ -409,18 +420,33 @@ pub(crate) async fn claim(
     Ok(claimed)
 }
 
-async fn free_inflight(tx: &mut PgConnection, app_seq: i64, id: &str) -> Result<(), sqlx::Error> {
+async fn free_inflight(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    user: i64,
+    id: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(m::FREE_INFLIGHT)
         .bind(app_seq)
+        .bind(user)
         .bind(id)
         .execute(tx)
         .await
         .map(drop)
 }
 
-async fn free_all_inflight(tx: &mut PgConnection, ids: &[String]) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM message_inflight WHERE message_id = ANY($1)")
-        .bind(ids)
+/// Frees the slots of `slots` (app, user, message), by primary key.
+async fn free_all_inflight(
+    tx: &mut PgConnection,
+    slots: &[(i64, i64, String)],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM message_inflight f USING UNNEST($1::int8[], $2::int8[], $3::text[]) AS v(app_seq, user_index, message_id)
+         WHERE f.app_seq = v.app_seq AND f.user_index = v.user_index AND f.message_id = v.message_id",
+    )
+    .bind(slots.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(slots.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(slots.iter().map(|s| s.2.clone()).collect::<Vec<_>>())
         .execute(tx)
         .await
         .map(drop)
@@ -445,7 +471,9 @@ pub(crate) async fn finish(
     .await?;
     let held: HashMap<String, (i64, i64, String, bool)> = held
         .into_iter()
-        .map(|(id, app_seq, user, template_id, reserved)| (id, (app_seq, user, template_id, reserved)))
+        .map(|(id, app_seq, user, template_id, reserved)| {
+            (id, (app_seq, user, template_id, reserved))
+        })
         .collect();
     let mut sent = (Vec::new(), Vec::new());
     let mut retry = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -457,23 +485,36 @@ pub(crate) async fn finish(
         let Some((app_seq, user, template_id, reserved)) = held.get(id) else {
             continue;
         };
-        recorded.push(id.clone());
+        recorded.push((*app_seq, *user, id.clone()));
         let movement = match outcome {
             Outcome::Sent { msgid } => {
                 sent.0.push(id.clone());
                 sent.1.push(msgid.clone());
                 CreditMove::Consume
             }
-            Outcome::Retry { at_us, errcode, errmsg } => {
+            Outcome::Retry {
+                at_us,
+                errcode,
+                errmsg,
+            } => {
                 retry.0.push(id.clone());
                 retry.1.push(*at_us);
                 retry.2.push(*errcode);
                 retry.3.push(errmsg.clone());
                 CreditMove::Release
             }
-            Outcome::Failed { errcode, errmsg, zero_credits, disable_template } => {
+            Outcome::Failed {
+                errcode,
+                errmsg,
+                zero_credits,
+                disable_template,
+            } => {
                 failed.0.push(id.clone());
-                failed.1.push(if errcode.is_some() { "wechat_error" } else { "send_failed" });
+                failed.1.push(if errcode.is_some() {
+                    "wechat_error"
+                } else {
+                    "send_failed"
+                });
                 failed.2.push(*errcode);
                 failed.3.push(errmsg.clone());
                 if *disable_template {
@@ -484,7 +525,11 @@ pub(crate) async fn finish(
                         .execute(&mut *tx)
                         .await?;
                 }
-                if *zero_credits { CreditMove::Zero } else { CreditMove::Release }
+                if *zero_credits {
+                    CreditMove::Zero
+                } else {
+                    CreditMove::Release
+                }
             }
             Outcome::Unknown { until_us, errmsg } => {
                 unknown.0.push(id.clone());
@@ -505,7 +550,7 @@ pub(crate) async fn finish(
         sqlx::query(
             "UPDATE messages m SET status = 'sent', wechat_msgid = v.msgid, sent_us = $1, updated_us = $1,
                reserved = FALSE, error = NULL, errcode = NULL, errmsg = NULL
-             FROM UNNEST($2::text[], $3::text[]) AS v(id, msgid) WHERE m.id = v.id",
+             FROM UNNEST($2::text[], $3::text[]) AS v(id, msgid) WHERE m.id = v.id AND m.id = ANY($2)",
         )
         .bind(now)
         .bind(&sent.0)
@@ -518,7 +563,7 @@ pub(crate) async fn finish(
             "UPDATE messages m SET status = 'queued', next_attempt_us = v.at_us, errcode = v.errcode,
                errmsg = v.errmsg, updated_us = $1, reserved = FALSE, lease_holder = NULL
              FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::text[]) AS v(id, at_us, errcode, errmsg)
-             WHERE m.id = v.id",
+             WHERE m.id = v.id AND m.id = ANY($2)",
         )
         .bind(now)
         .bind(&retry.0)
@@ -533,7 +578,7 @@ pub(crate) async fn finish(
             "UPDATE messages m SET status = 'failed', error = v.error, errcode = v.errcode,
                errmsg = v.errmsg, updated_us = $1, reserved = FALSE
              FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::text[]) AS v(id, error, errcode, errmsg)
-             WHERE m.id = v.id",
+             WHERE m.id = v.id AND m.id = ANY($2)",
         )
         .bind(now)
         .bind(&failed.0)
@@ -547,7 +592,7 @@ pub(crate) async fn finish(
         sqlx::query(
             "UPDATE messages m SET status = 'unknown', next_attempt_us = v.until_us, errmsg = v.errmsg,
                updated_us = $1
-             FROM UNNEST($2::text[], $3::int8[], $4::text[]) AS v(id, until_us, errmsg) WHERE m.id = v.id",
+             FROM UNNEST($2::text[], $3::int8[], $4::text[]) AS v(id, until_us, errmsg) WHERE m.id = v.id AND m.id = ANY($2)",
         )
         .bind(now)
         .bind(&unknown.0)

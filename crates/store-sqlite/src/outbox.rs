@@ -6,8 +6,7 @@
 use crate::writer::to_store_error;
 use huiliu_domain::messages::{admit, Admission, CreditBalance, CreditMove};
 use huiliu_store::messages::{
-    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage,
-    Outcome, MESSAGE_SCOPE,
+    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, MESSAGE_SCOPE,
 };
 use huiliu_store::{sql, subscription_state, StoreError, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -26,21 +25,14 @@ pub(crate) fn enqueue(
     message: &NewMessage,
 ) -> StoreResult<Enqueued> {
     let key = &message.idempotency;
-    let earlier: Option<(Vec<u8>, String)> = one(tx.query_row(
-        sql::FIND_IDEMPOTENCY,
-        params![app_seq, MESSAGE_SCOPE, key.key],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    ))?;
-    if let Some((hash, response)) = earlier {
-        return Ok(if hash == key.request_hash {
-            Enqueued::Replayed(serde_json::from_str(&response).map_err(StoreError::internal)?)
-        } else {
-            Enqueued::KeyReused
-        });
-    }
     let facts = one(tx.query_row(
         m::ADMISSION_FACTS,
-        params![app_seq, message.user_id.as_str(), message.template_id],
+        params![
+            app_seq,
+            message.user_id.as_str(),
+            message.template_id,
+            key.key
+        ],
         |r| {
             Ok((
                 r.get(0)?,
@@ -49,14 +41,16 @@ pub(crate) fn enqueue(
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
             ))
         },
     ))?;
-    let Some(facts) = facts else {
-        return Ok(Enqueued::UnknownUser);
+    let (user, accepted) = match m::admit_message(message, facts)? {
+        m::Admitted::Answer(answer) => return Ok(answer),
+        m::Admitted::Store(user, accepted) => (user, accepted),
     };
-    let (user, admission) = m::admission_of(facts)?;
-    let accepted = m::accepted(&message.id, admission);
     tx.execute(
         m::INSERT_MESSAGE,
         params![
@@ -227,7 +221,7 @@ pub(crate) fn claim(tx: &Connection, request: &ClaimRequest) -> StoreResult<Vec<
                     m::MARK_UNKNOWN,
                     params![now + request.reconcile_us, now, id],
                 )?;
-                execute(m::FREE_INFLIGHT, params![app_seq, id])?;
+                execute(m::FREE_INFLIGHT, params![app_seq, user, id])?;
             }
             "unknown" => {
                 execute(
@@ -277,7 +271,7 @@ pub(crate) fn claim(tx: &Connection, request: &ClaimRequest) -> StoreResult<Vec<
                             m::END_MESSAGE,
                             params!["skipped", reason.as_str(), now, false, id],
                         )?;
-                        execute(m::FREE_INFLIGHT, params![app_seq, id])?;
+                        execute(m::FREE_INFLIGHT, params![app_seq, user, id])?;
                         continue;
                     }
                     Admission::SendWithCredit => true,
@@ -370,7 +364,7 @@ pub(crate) fn finish(
             }
             Outcome::Unknown { until_us, errmsg } => {
                 execute(m::MARK_UNKNOWN_OUTCOME, params![until_us, errmsg, now, id])?;
-                execute(m::FREE_INFLIGHT, params![app_seq, id])?;
+                execute(m::FREE_INFLIGHT, params![app_seq, user, id])?;
                 recorded += 1;
                 continue;
             }
@@ -379,7 +373,7 @@ pub(crate) fn finish(
         if reserved || movement == CreditMove::Zero {
             move_credit(tx, app_seq, user, &template_id, id, movement, now)?;
         }
-        execute(m::FREE_INFLIGHT, params![app_seq, id])?;
+        execute(m::FREE_INFLIGHT, params![app_seq, user, id])?;
         recorded += 1;
     }
     Ok(recorded)

@@ -28,6 +28,14 @@ async fn app_with_template<S: Store>(store: &S, kind: &str) -> AppRecord {
     )
     .unwrap();
     store.put_template(&app, &template).await.unwrap();
+    let settings = crate::StoredWechat {
+        appid: "wx4f28b4b2dcaafca1".into(),
+        secret_sealed: vec![1, 2, 3],
+        token_sealed: None,
+        aes_key_sealed: None,
+        api_base: None,
+    };
+    store.put_wechat_settings(&app, &settings).await.unwrap();
     app
 }
 
@@ -125,6 +133,24 @@ fn sent(id: &str) -> Finished {
 }
 
 pub async fn outbox_sends_with_exact_credits_and_one_send_per_user<S: Store>(store: S) {
+    // Without WeChat settings nothing is accepted.
+    let mut rng: rand::rngs::StdRng = rand::SeedableRng::from_os_rng();
+    let bare = NewApp::generate("bare", AppTimeZone::default(), &mut rng).unwrap();
+    let bare = store.create_app(&bare).await.unwrap();
+    let patch = ProfilePatch::parse(&json!({ "openid": "oB" })).unwrap();
+    store
+        .update_user_profile(&bare, &UserId::parse("u1").unwrap(), &patch)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_message(&bare, &message("m0", "u1", "k0", T0, 3600))
+            .await
+            .unwrap(),
+        Enqueued::WechatNotConfigured
+    );
+    assert!(store.get_message(&bare, "m0").await.unwrap().is_none());
+
     let app = app_with_template(&store, "one_time").await;
     user_with_credits(&store, &app, "u1", Some("oU1"), 2).await;
     let first = message("m1", "u1", "k1", T0, 3600);

@@ -37,6 +37,8 @@ pub enum Enqueued {
     KeyReused,
     /// huiliu has never seen the user.
     UnknownUser,
+    /// The app has no WeChat settings to send with.
+    WechatNotConfigured,
 }
 
 /// What `POST /v1/messages` answered, kept to answer a replay the same way.
@@ -199,14 +201,23 @@ pub const GET_MESSAGE: &str = "SELECT m.id, u.user_id, m.template_id, m.status, 
     FROM messages m JOIN users u ON u.app_seq = m.app_seq AND u.user_index = m.user_index
     WHERE m.app_seq = $1 AND m.id = $2";
 
-/// What decides whether a message to user $2 of app $1 with template $3 may go:
-/// user_index, openid, credits, long_term, status, the template's disabled reason.
-/// No row for an unknown user.
-pub const ADMISSION_FACTS: &str = "SELECT u.user_index, u.openid, s.credits, s.long_term, s.status, t.disabled_reason
-    FROM (SELECT CAST($1 AS BIGINT) AS app_seq, CAST($2 AS TEXT) AS user_id, CAST($3 AS TEXT) AS template_id) p
+/// What decides whether a message to user $2 of app $1 with template $3 and
+/// idempotency key $4 may go: user_index, openid, credits, long_term, status, the
+/// template's disabled reason, the app's WeChat appid (NULL when not configured),
+/// and the key's earlier request hash and response. No row for an unknown user.
+/// The subscription is read by scalar subqueries: a join let PostgreSQL's generic
+/// plan probe the subscriptions key without the user, scanning every subscriber.
+pub const ADMISSION_FACTS: &str = "SELECT u.user_index, u.openid,
+      (SELECT credits FROM subscriptions s WHERE s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id),
+      (SELECT long_term FROM subscriptions s WHERE s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id),
+      (SELECT status FROM subscriptions s WHERE s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id),
+      t.disabled_reason, w.appid, i.request_hash, i.response
+    FROM (SELECT CAST($1 AS BIGINT) AS app_seq, CAST($2 AS TEXT) AS user_id, CAST($3 AS TEXT) AS template_id,
+            CAST($4 AS TEXT) AS idempotency_key) p
     JOIN users u ON u.app_seq = p.app_seq AND u.user_id = p.user_id
-    LEFT JOIN subscriptions s ON s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id
-    LEFT JOIN templates t ON t.app_seq = u.app_seq AND t.template_id = p.template_id";
+    LEFT JOIN templates t ON t.app_seq = p.app_seq AND t.template_id = p.template_id
+    LEFT JOIN wechat_settings w ON w.app_seq = p.app_seq
+    LEFT JOIN idempotency_keys i ON i.app_seq = p.app_seq AND i.scope = 'messages' AND i.key = p.idempotency_key";
 
 /// The columns of [`ADMISSION_FACTS`].
 pub type AdmissionFacts = (
@@ -216,25 +227,55 @@ pub type AdmissionFacts = (
     Option<bool>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
 );
 
-/// Whether a message may go, from [`ADMISSION_FACTS`]; with the user's index.
-pub fn admission_of(
-    (user_index, openid, credits, long_term, status, disabled): AdmissionFacts,
-) -> Result<(i64, huiliu_domain::messages::Admission), StoreError> {
+/// What to do with a new message, from [`ADMISSION_FACTS`] (`None`: unknown user).
+pub enum Admitted {
+    /// Store it (queued, or skipped as the answer says) for this user index.
+    Store(i64, AcceptedMessage),
+    /// Answer without storing anything (a replay, a reused key, a refusal).
+    Answer(Enqueued),
+}
+
+pub fn admit_message(
+    message: &NewMessage,
+    facts: Option<AdmissionFacts>,
+) -> Result<Admitted, StoreError> {
+    let Some((user_index, openid, credits, long_term, status, disabled, appid, hash, response)) =
+        facts
+    else {
+        return Ok(Admitted::Answer(Enqueued::UnknownUser));
+    };
+    if let (Some(hash), Some(response)) = (hash, response) {
+        return Ok(Admitted::Answer(
+            if hash == message.idempotency.request_hash {
+                Enqueued::Replayed(serde_json::from_str(&response).map_err(StoreError::internal)?)
+            } else {
+                Enqueued::KeyReused
+            },
+        ));
+    }
+    if appid.is_none() {
+        return Ok(Admitted::Answer(Enqueued::WechatNotConfigured));
+    }
     let subscription = crate::subscription_state(
         credits.unwrap_or(0),
         long_term.unwrap_or(false),
         status.as_deref(),
     )?;
-    Ok((
+    let admission =
+        huiliu_domain::messages::admit(openid.as_deref(), &subscription, disabled.is_some());
+    Ok(Admitted::Store(
         user_index,
-        huiliu_domain::messages::admit(openid.as_deref(), &subscription, disabled.is_some()),
+        accepted(&message.id, admission),
     ))
 }
 
 /// What `POST /v1/messages` answers for a message admitted (or not) at once.
-pub fn accepted(id: &str, admission: huiliu_domain::messages::Admission) -> AcceptedMessage {
+fn accepted(id: &str, admission: huiliu_domain::messages::Admission) -> AcceptedMessage {
     let skip = match admission {
         huiliu_domain::messages::Admission::Skip(reason) => Some(reason.as_str().to_string()),
         _ => None,
@@ -272,9 +313,9 @@ pub const DUE_MESSAGES: &str =
 pub const TAKE_INFLIGHT: &str = "INSERT INTO message_inflight (app_seq, user_index, message_id)
     VALUES ($1, $2, $3) ON CONFLICT (app_seq, user_index) DO NOTHING";
 
-/// Frees the user's slot if message $2 of app $1 holds it.
+/// Frees user $2's slot (app $1) if message $3 holds it; by primary key.
 pub const FREE_INFLIGHT: &str =
-    "DELETE FROM message_inflight WHERE app_seq = $1 AND message_id = $2";
+    "DELETE FROM message_inflight WHERE app_seq = $1 AND user_index = $2 AND message_id = $3";
 
 /// What a claim needs to send (app $1, message $2): openid, data, page, attempts.
 pub const CLAIM_DETAILS: &str = "SELECT u.openid, m.data, m.page, m.attempts FROM messages m

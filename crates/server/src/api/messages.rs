@@ -236,18 +236,6 @@ pub async fn post_message(
     template
         .check_data(&data)
         .map_err(|e| ApiError::invalid(&e))?;
-    if state
-        .metrics
-        .time_store("get_wechat_settings", state.store.get_wechat_settings(&app))
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "wechat_not_configured",
-            "the app has no WeChat settings; set them with PUT /v1/wechat/settings",
-        ));
-    }
     // WeChat's form: every value wrapped as {"value": …}; keys sorted (serde_json's
     // map), so the same data always hashes the same.
     let wechat_data: Map<String, Value> = data
@@ -305,6 +293,11 @@ pub async fn post_message(
             "this idempotency key was used with a different request",
         )
         .with_field("idempotency_key")),
+        Enqueued::WechatNotConfigured => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wechat_not_configured",
+            "the app has no WeChat settings; set them with PUT /v1/wechat/settings",
+        )),
         Enqueued::UnknownUser => Err(ApiError::not_found(
             "unknown_user",
             format!(
