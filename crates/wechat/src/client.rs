@@ -1,5 +1,6 @@
-//! Calls to WeChat's API. Plain HTTP only for now (the fake WeChat, or a proxy);
-//! HTTPS to api.weixin.qq.com needs a TLS backend, which is not built in yet.
+//! Calls to WeChat's API over HTTPS (rustls with the Mozilla root certificates
+//! compiled in, so no system certificate store is needed) or plain HTTP (the fake
+//! WeChat, or a proxy).
 
 use huiliu_domain::messages::Attempt;
 use serde_json::{json, Value};
@@ -30,7 +31,7 @@ impl Default for WechatHttp {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .expect("a plain HTTP client builds"),
+                .expect("an HTTP client with the built-in TLS roots builds"),
         }
     }
 }
@@ -120,4 +121,27 @@ impl WechatHttp {
 /// The access token travels in the URL; it must not reach logs or messages.
 fn without_url(e: reqwest::Error) -> reqwest::Error {
     e.without_url()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_never_left_is_told_apart_and_hides_the_token() {
+        // Nothing listens on port 1: the connection is refused before any byte of
+        // the request is written, over HTTPS and plain HTTP alike.
+        let client = WechatHttp::default();
+        for base in ["https://127.0.0.1:1", "http://127.0.0.1:1"] {
+            match client
+                .send_subscribe(base, "SECRET_TOKEN", &json!({"touser": "o1"}))
+                .await
+            {
+                Attempt::NotSent { reason } => {
+                    assert!(!reason.contains("SECRET_TOKEN"), "{reason}")
+                }
+                other => panic!("{base}: {other:?}"),
+            }
+        }
+    }
 }
