@@ -18,6 +18,11 @@ pub const KNOWN_ENV: &[&str] = &[
     "HUILIU_MASTER_KEY",
     "HUILIU_MASTER_KEY_FILE",
     "HUILIU_WECHAT_API_BASE",
+    "HUILIU_WECHAT_TOKEN_API",
+    "HUILIU_NODE_ID",
+    "HUILIU_DISPATCH",
+    "HUILIU_DISPATCH_LEASE_SECONDS",
+    "HUILIU_DISPATCH_RECONCILE_SECONDS",
     // read by the test suite, not by the server
     "HUILIU_TEST_POSTGRES_URL",
     "HUILIU_REQUIRE_POSTGRES",
@@ -46,6 +51,19 @@ pub struct Config {
     pub master_key_file: Option<String>,
     /// WeChat's API base; a fake WeChat in development, e.g. `http://127.0.0.1:9000`.
     pub wechat_api_base: String,
+    /// `stable` (`/cgi-bin/stable_token`, recommended) or `classic` (`/cgi-bin/token`).
+    pub wechat_token_api: String,
+    /// This node's name in message leases and the token lease; unique per node.
+    /// Default: generated per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// `on`: this node sends queued messages; `off`: it only accepts them.
+    pub dispatch: String,
+    /// Seconds a node holds a claimed message; a send not recorded by then has an
+    /// unknown outcome and is never resent.
+    pub dispatch_lease_seconds: u64,
+    /// Seconds an unknown outcome waits for WeChat's sent event before it fails.
+    pub dispatch_reconcile_seconds: u64,
 }
 
 impl Default for Config {
@@ -59,6 +77,11 @@ impl Default for Config {
             master_key: None,
             master_key_file: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),
+            wechat_token_api: "stable".into(),
+            node_id: None,
+            dispatch: "on".into(),
+            dispatch_lease_seconds: 60,
+            dispatch_reconcile_seconds: 600,
         }
     }
 }
@@ -104,6 +127,11 @@ pub fn load(
             "master_key",
             "master_key_file",
             "wechat_api_base",
+            "wechat_token_api",
+            "node_id",
+            "dispatch",
+            "dispatch_lease_seconds",
+            "dispatch_reconcile_seconds",
         ]))
         .merge(Serialized::defaults(overrides));
     let config: Config = figment.extract().map_err(Box::new)?;
@@ -131,7 +159,7 @@ pub fn redacted_toml(config: &Config) -> String {
 }
 
 fn toml_string(config: &Config) -> String {
-    // A flat struct of strings: writing it by hand keeps the toml crate out of the build.
+    // A flat struct of strings and numbers: writing it by hand keeps the toml crate out of the build.
     let line = |key: &str, value: &str| format!("{key} = {}\n", serde_json::Value::from(value));
     [
         line("database_url", &config.database_url),
@@ -148,6 +176,20 @@ fn toml_string(config: &Config) -> String {
             .as_deref()
             .map_or(String::new(), |f| line("master_key_file", f)),
         line("wechat_api_base", &config.wechat_api_base),
+        line("wechat_token_api", &config.wechat_token_api),
+        config
+            .node_id
+            .as_deref()
+            .map_or(String::new(), |n| line("node_id", n)),
+        line("dispatch", &config.dispatch),
+        format!(
+            "dispatch_lease_seconds = {}\n",
+            config.dispatch_lease_seconds
+        ),
+        format!(
+            "dispatch_reconcile_seconds = {}\n",
+            config.dispatch_reconcile_seconds
+        ),
     ]
     .concat()
 }

@@ -148,6 +148,7 @@ pub async fn run(config: &Config, store: AnyStore, args: DemoArgs) -> anyhow::Re
     let mut server = AppState::new(store);
     server.home_app = Some(app.clone());
     server.master_key = std::sync::Arc::new(crate::master_key::load(config)?);
+    crate::configure_sending(config, &mut server)?;
     let key = state.secret_key.clone();
     let app_id = app.id.to_string();
     crate::serve_state(config, server, move |addr| {

@@ -510,7 +510,44 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     let store = open(config).await?;
     let mut state = huiliu_server::AppState::new(store);
     state.master_key = std::sync::Arc::new(key);
+    configure_sending(config, &mut state)?;
     serve_state(config, state, |_| {}).await
+}
+
+/// WeChat and dispatch settings from the configuration.
+fn configure_sending(config: &Config, state: &mut huiliu_server::AppState) -> anyhow::Result<()> {
+    state.wechat_api_base = config.wechat_api_base.clone();
+    let dispatch = &mut state.dispatch;
+    dispatch.enabled = match config.dispatch.as_str() {
+        "on" => true,
+        "off" => false,
+        other => anyhow::bail!("dispatch must be on or off, not {other:?}"),
+    };
+    dispatch.token_api = huiliu_server::wechat_token::TokenApi::parse(&config.wechat_token_api)
+        .with_context(|| {
+            format!(
+                "wechat_token_api must be stable or classic, not {:?}",
+                config.wechat_token_api
+            )
+        })?;
+    if let Some(node_id) = &config.node_id {
+        anyhow::ensure!(
+            !node_id.is_empty() && node_id.len() <= 64,
+            "node_id must be 1–64 characters"
+        );
+        dispatch.node_id = node_id.clone();
+    }
+    anyhow::ensure!(
+        (1..=3600).contains(&config.dispatch_lease_seconds),
+        "dispatch_lease_seconds must be 1–3600"
+    );
+    anyhow::ensure!(
+        (1..=86_400).contains(&config.dispatch_reconcile_seconds),
+        "dispatch_reconcile_seconds must be 1–86400"
+    );
+    dispatch.lease = std::time::Duration::from_secs(config.dispatch_lease_seconds);
+    dispatch.reconcile = std::time::Duration::from_secs(config.dispatch_reconcile_seconds);
+    Ok(())
 }
 
 /// Binds the configured listeners and serves until SIGTERM or Ctrl-C;

@@ -46,6 +46,8 @@ pub struct DispatchConfig {
     /// How often an idle loop looks for due messages (a message accepted by this
     /// node wakes it at once).
     pub idle_poll: Duration,
+    /// Which WeChat API issues access tokens.
+    pub token_api: crate::wechat_token::TokenApi,
 }
 
 impl Default for DispatchConfig {
@@ -59,6 +61,7 @@ impl Default for DispatchConfig {
             lease: Duration::from_secs(60),
             reconcile: Duration::from_secs(600),
             idle_poll: Duration::from_millis(250),
+            token_api: Default::default(),
         }
     }
 }
@@ -95,13 +98,15 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
     ) -> Self {
+        let mut tokens = TokenKeeper::new(
+            store.clone(),
+            key.clone(),
+            config.node_id.clone(),
+            default_base.clone(),
+        );
+        tokens.api = config.token_api;
         Self {
-            tokens: TokenKeeper::new(
-                store.clone(),
-                key.clone(),
-                config.node_id.clone(),
-                default_base.clone(),
-            ),
+            tokens,
             store,
             config,
             key,

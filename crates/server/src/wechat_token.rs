@@ -49,6 +49,27 @@ pub struct AccessToken {
     sealed: Vec<u8>,
 }
 
+/// Which WeChat API issues tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenApi {
+    /// `POST /cgi-bin/stable_token`, normal mode: repeated calls return the live
+    /// token, so other systems using the same AppID are not disturbed.
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token`: each call replaces the token.
+    Classic,
+}
+
+impl TokenApi {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "stable" => Some(Self::Stable),
+            "classic" => Some(Self::Classic),
+            _ => None,
+        }
+    }
+}
+
 pub struct TokenKeeper<S> {
     store: S,
     key: Arc<MasterKey>,
@@ -59,6 +80,7 @@ pub struct TokenKeeper<S> {
     default_base: String,
     /// Refresh when less than this is left (WeChat renews 5 minutes before expiry).
     pub refresh_margin: Duration,
+    pub api: TokenApi,
     /// Tokens this node read lately, by app: the token, its expiry, when read.
     memo: std::sync::Mutex<std::collections::HashMap<i64, (AccessToken, i64, std::time::Instant)>>,
 }
@@ -76,6 +98,7 @@ impl<S: Store> TokenKeeper<S> {
             wechat: WechatHttp::default(),
             default_base,
             refresh_margin: Duration::from_secs(300),
+            api: TokenApi::default(),
             memo: Default::default(),
         }
     }
@@ -140,10 +163,18 @@ impl<S: Store> TokenKeeper<S> {
                 .await?
             {
                 let base = settings.api_base.as_deref().unwrap_or(&self.default_base);
-                let (token, expires_in) = self
-                    .wechat
-                    .stable_token(base, &settings.appid, &settings.secret)
-                    .await?;
+                let (token, expires_in) = match self.api {
+                    TokenApi::Stable => {
+                        self.wechat
+                            .stable_token(base, &settings.appid, &settings.secret)
+                            .await?
+                    }
+                    TokenApi::Classic => {
+                        self.wechat
+                            .classic_token(base, &settings.appid, &settings.secret)
+                            .await?
+                    }
+                };
                 let sealed = self.key.seal(&token, &context(app), rand::random());
                 let fresh = StoredToken {
                     token_sealed: sealed.clone(),

@@ -59,20 +59,31 @@ impl WechatHttp {
             .json(&json!({"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": false}))
             .send()
             .await
-            .map_err(|e| WechatError::Transport(e.to_string()))?;
-        let body: Value = response
-            .json()
+            .map_err(|e| WechatError::Transport(without_url(e).to_string()))?;
+        token_from(response).await
+    }
+
+    /// `GET /cgi-bin/token`, the classic API: every call issues a new token and
+    /// the previous one stops working 5 minutes later, so only one system may
+    /// use it per AppID. For deployments that already share a classic token.
+    pub async fn classic_token(
+        &self,
+        base: &str,
+        appid: &str,
+        secret: &str,
+    ) -> Result<(String, u64), WechatError> {
+        let response = self
+            .http
+            .get(format!("{}/cgi-bin/token", base.trim_end_matches('/')))
+            .query(&[
+                ("grant_type", "client_credential"),
+                ("appid", appid),
+                ("secret", secret),
+            ])
+            .send()
             .await
-            .map_err(|e| WechatError::Protocol(e.to_string()))?;
-        if let Some(error) = errcode_of(&body) {
-            return Err(error);
-        }
-        match (body["access_token"].as_str(), body["expires_in"].as_u64()) {
-            (Some(token), Some(expires_in)) if !token.is_empty() => {
-                Ok((token.to_string(), expires_in))
-            }
-            _ => Err(WechatError::Protocol(format!("no access_token in {body}"))),
-        }
+            .map_err(|e| WechatError::Transport(without_url(e).to_string()))?;
+        token_from(response).await
     }
 
     /// `POST /cgi-bin/message/subscribe/send`. Tells apart a request that never
@@ -115,6 +126,23 @@ impl WechatHttp {
                 },
             },
         }
+    }
+}
+
+/// A token answer: the token and its seconds left, or WeChat's error.
+async fn token_from(response: reqwest::Response) -> Result<(String, u64), WechatError> {
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| WechatError::Protocol(e.to_string()))?;
+    if let Some(error) = errcode_of(&body) {
+        return Err(error);
+    }
+    match (body["access_token"].as_str(), body["expires_in"].as_u64()) {
+        (Some(token), Some(expires_in)) if !token.is_empty() => Ok((token.to_string(), expires_in)),
+        _ => Err(WechatError::Protocol(
+            "no access_token in the answer".into(),
+        )),
     }
 }
 

@@ -5,7 +5,7 @@ use crate::both_stores;
 use crate::helpers::*;
 use huiliu_domain::secrets::MasterKey;
 use huiliu_domain::wechat::WechatSettings;
-use huiliu_server::wechat_token::TokenKeeper;
+use huiliu_server::wechat_token::{TokenApi, TokenKeeper};
 use huiliu_wechat::fake::{FakeWechat, TokenPolicy};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,5 +81,15 @@ both_stores! {
         assert_ne!(renewed, first, "renewed within the margin");
         assert_eq!(keeper.token(&app.app, &settings).await.unwrap(), renewed);
         assert_eq!(fake.tokens_issued(), 2);
+    }
+
+    async fn the_classic_token_api_can_be_chosen(app: TestApp) {
+        let (fake, settings, key) = setup(&app, TokenPolicy::default()).await;
+        let mut keeper = TokenKeeper::new(app.store.clone(), key, "node-a".into(), "http://unused".into());
+        keeper.api = TokenApi::Classic;
+        let first = keeper.token(&app.app, &settings).await.unwrap();
+        assert!(first.token.starts_with("FAKE_"));
+        assert_eq!(keeper.token(&app.app, &settings).await.unwrap(), first, "cached, not fetched again");
+        assert_eq!(fake.tokens_issued(), 1);
     }
 }
