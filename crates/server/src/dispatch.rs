@@ -12,7 +12,7 @@ use crate::wechat_settings;
 use crate::wechat_token::{is_token_error, TokenKeeper};
 use crate::AnyStore;
 use futures_util::stream::{self, StreamExt};
-use huiliu_domain::messages::{judge, Attempt, Verdict};
+use huiliu_domain::messages::{backoff, judge, Attempt, Verdict};
 use huiliu_domain::secrets::MasterKey;
 use huiliu_domain::time::to_micros;
 use huiliu_domain::wechat::WechatSettings;
@@ -48,6 +48,9 @@ pub struct DispatchConfig {
     pub idle_poll: Duration,
     /// Which WeChat API issues access tokens.
     pub token_api: crate::wechat_token::TokenApi,
+    /// How long a send waits after 45009 (the daily quota is spent; an operator
+    /// may reset it with clear_quota, so huiliu keeps trying at this pace).
+    pub quota_backoff: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -62,6 +65,7 @@ impl Default for DispatchConfig {
             reconcile: Duration::from_secs(600),
             idle_poll: Duration::from_millis(250),
             token_api: Default::default(),
+            quota_backoff: huiliu_domain::messages::QUOTA_BACKOFF,
         }
     }
 }
@@ -246,8 +250,11 @@ impl Dispatcher {
                 self.metrics.count_send("sent");
                 Outcome::Sent { msgid }
             }
-            Verdict::Retry { after } => {
+            Verdict::Retry { mut after } => {
                 self.metrics.count_send("retry");
+                if errcode == Some(45009) {
+                    after = backoff(message.attempts).max(self.config.quota_backoff);
+                }
                 Outcome::Retry {
                     at_us: now_us() + after.as_micros() as i64,
                     errcode,

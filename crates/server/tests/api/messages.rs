@@ -16,6 +16,7 @@ fn fast_dispatch(state: &mut huiliu_server::AppState) {
     state.dispatch.lease = Duration::from_secs(3);
     state.dispatch.reconcile = Duration::from_secs(1);
     state.dispatch.idle_poll = Duration::from_millis(50);
+    state.dispatch.quota_backoff = Duration::from_millis(500);
 }
 
 /// One test per store, each over a server with [`fast_dispatch`].
@@ -376,5 +377,29 @@ message_tests! {
         // WeChat 1); WeChat's 43101 corrects the count when it runs out.
         assert_eq!(credits(&app, "u1").await, (2, 0));
         assert_eq!(fake.credits("o-u1", TEMPLATE), 1);
+    }
+
+    async fn a_spent_daily_quota_delays_sends_without_losing_or_doubling_any(app: TestApp) {
+        let fake = wechat(&app).await;
+        for u in 0..5 {
+            subscriber(&app, &fake, &format!("u{u}"), 1).await;
+        }
+        fake.inject(Fault::QuotaFor(Duration::from_secs(2)));
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for u in 0..5 {
+            let (_, accepted) = post(&app, &message(&format!("u{u}"), &format!("k{u}"))).await;
+            ids.push(accepted["id"].as_str().unwrap().to_string());
+        }
+        for id in &ids {
+            let view = wait_for(&app, id, &["sent", "failed", "expired"]).await;
+            assert_eq!(view["status"], "sent", "{view}");
+            assert!(view["attempts"].as_u64().unwrap() >= 2, "{view}");
+        }
+        assert!(started.elapsed() >= Duration::from_secs(2), "nothing went out while the quota was spent");
+        assert_eq!(fake.sent().len(), 5);
+        for u in 0..5 {
+            assert_eq!(credits(&app, &format!("u{u}")).await, (0, 0));
+        }
     }
 }
