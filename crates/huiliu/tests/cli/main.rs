@@ -2,6 +2,7 @@
 
 mod commands;
 mod crash;
+mod dispatch;
 mod import;
 mod simulate;
 mod wechat;
