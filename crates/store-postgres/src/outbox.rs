@@ -95,6 +95,9 @@ type DueRow = (
 /// What a claim needs to send a message: data, page, attempts, openid, disabled reason.
 type SendDetails = (String, Option<String>, i64, Option<String>, Option<String>);
 
+/// A locked subscription: app, user, template, credits, reserved, long_term, status.
+type BalanceRow = (i64, i64, String, i64, i64, bool, Option<String>);
+
 /// A subscription's key: app, user, template.
 type SubscriptionKey = (i64, i64, String);
 
@@ -107,7 +110,7 @@ async fn lock_balances(
     let mut sorted: Vec<&SubscriptionKey> = keys.iter().collect();
     sorted.sort();
     sorted.dedup();
-    let rows: Vec<(i64, i64, String, i64, i64, bool, Option<String>)> = sqlx::query_as(
+    let rows: Vec<BalanceRow> = sqlx::query_as(
         "SELECT s.app_seq, s.user_index, s.template_id, s.credits, s.reserved, s.long_term, s.status
          FROM subscriptions s
          JOIN UNNEST($1::int8[], $2::int8[], $3::text[]) AS k(app_seq, user_index, template_id)
