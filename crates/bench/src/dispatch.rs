@@ -51,7 +51,7 @@ struct Report {
 }
 
 pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
-    if args.users == 0 || args.messages % args.users != 0 {
+    if args.users == 0 || !args.messages.is_multiple_of(args.users) {
         bail!("--messages must be a multiple of --users");
     }
     println!("| store | messages | users | clients | POST accepted (messages/s) | end to end, POST → sent (messages/s) | latency p50 (ms) | latency p99 (ms) | duplicates | credits left, huiliu / fake |");
@@ -141,7 +141,7 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
     let next = Arc::new(AtomicUsize::new(0));
     let mut setup = Vec::new();
     for _ in 0..args.clients {
-        let (next, call, fake) = (next.clone(), call.clone(), fake.clone());
+        let (next, fake) = (next.clone(), fake.clone());
         let users = args.users;
         setup.push(async move {
             loop {
@@ -180,7 +180,7 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
     let next = Arc::new(AtomicUsize::new(0));
     let mut posters = Vec::new();
     for _ in 0..args.clients {
-        let (next, call) = (next.clone(), call.clone());
+        let next = next.clone();
         let (messages, users) = (args.messages, args.users);
         posters.push(async move {
             loop {

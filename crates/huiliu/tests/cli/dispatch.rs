@@ -53,12 +53,16 @@ async fn start_node(url: &str, node_id: &str) -> Node {
         .stderr(Stdio::null())
         .spawn()
         .expect("the server starts");
-    let base = format!("http://127.0.0.1:{port}");
+    // Owned at once, so that a failed start is still killed and reaped.
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
+        if let Ok(response) = client.get(format!("{}/readyz", node.base)).send().await {
             if response.status().is_success() {
-                return Node { child, base };
+                return node;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
