@@ -46,6 +46,44 @@ impl SubscribeResult {
     }
 }
 
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerSource {
+    /// The company's backend relayed `wx.requestSubscribeMessage`'s result.
+    ClientReport,
+    /// WeChat pushed `subscribe_msg_popup_event` for the same prompt.
+    PopupEvent,
+    /// WeChat pushed `subscribe_msg_change_event`: the user changed the template in
+    /// the mini-program's settings.
+    SettingsChange,
+}
+
+/// How long after one path reports an acceptance the other path's report of it
+/// is recognised as the same acceptance.
+pub const PAIRING_WINDOW_SECONDS: i64 = 600;
+
+impl AnswerSource {
+    /// The credit history's cause for an answer from here.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Self::ClientReport => "client_report",
+            Self::PopupEvent => "wechat_popup",
+            Self::SettingsChange => "wechat_settings_change",
+        }
+    }
+
+    /// A prompt's acceptance arrives twice when a company uses both paths: from
+    /// its backend and from WeChat's push. An acceptance from here is the same as
+    /// an unpaired one the other path reported within [`PAIRING_WINDOW_SECONDS`].
+    pub fn pairs_with(self) -> Option<Self> {
+        match self {
+            Self::ClientReport => Some(Self::PopupEvent),
+            Self::PopupEvent => Some(Self::ClientReport),
+            Self::SettingsChange => None,
+        }
+    }
+}
+
 /// What huiliu knows about one user and one template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Subscription {
@@ -65,8 +103,39 @@ pub struct CreditChange {
 }
 
 impl Subscription {
-    /// Applies an answer; `None` when it changes nothing (a `filter`, or the same
-    /// answer again for a long-term template).
+    /// Applies an answer from `source`; `None` when it changes nothing. A rejection
+    /// in the settings also ends the one-time credits: WeChat will refuse those
+    /// sends (43101) until the user subscribes again.
+    pub fn record_from(
+        &self,
+        kind: TemplateKind,
+        result: SubscribeResult,
+        source: AnswerSource,
+    ) -> Option<CreditChange> {
+        let mut change = self.record(kind, result)?;
+        if source == AnswerSource::SettingsChange
+            && matches!(result, SubscribeResult::Reject | SubscribeResult::Ban)
+        {
+            change.delta = -i64::from(self.credits);
+            change.after.credits = 0;
+        }
+        Some(change)
+    }
+
+    /// The same acceptance reported a second time (the other path): the answer is
+    /// recorded, no credit added.
+    pub fn record_again(&self, result: SubscribeResult) -> CreditChange {
+        CreditChange {
+            delta: 0,
+            after: Subscription {
+                status: Some(result),
+                ..*self
+            },
+        }
+    }
+
+    /// Applies an answer from a prompt; `None` when it changes nothing (a `filter`,
+    /// or the same answer again for a long-term template).
     pub fn record(&self, kind: TemplateKind, result: SubscribeResult) -> Option<CreditChange> {
         let mut after = *self;
         let mut delta = 0;
@@ -157,6 +226,31 @@ mod tests {
         );
         let off = s.record(TemplateKind::LongTerm, Reject).unwrap().after;
         assert!(!off.long_term && !off.allows_send());
+    }
+
+    #[test]
+    fn a_rejection_in_the_settings_ends_one_time_credits() {
+        let s = Subscription {
+            credits: 3,
+            ..Default::default()
+        };
+        let change = s
+            .record_from(TemplateKind::OneTime, Reject, AnswerSource::SettingsChange)
+            .unwrap();
+        assert_eq!((change.delta, change.after.credits), (-3, 0));
+        let prompt = s
+            .record_from(TemplateKind::OneTime, Reject, AnswerSource::PopupEvent)
+            .unwrap();
+        assert_eq!(
+            prompt.after.credits, 3,
+            "declining a prompt keeps earlier credits"
+        );
+        assert_eq!(s.record_again(Accept).after.credits, 3);
+        assert_eq!(
+            AnswerSource::ClientReport.pairs_with(),
+            Some(AnswerSource::PopupEvent)
+        );
+        assert_eq!(AnswerSource::SettingsChange.pairs_with(), None);
     }
 
     #[test]

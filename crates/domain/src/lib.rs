@@ -17,5 +17,6 @@ pub mod templates;
 pub mod time;
 pub mod users;
 pub mod wechat;
+pub mod wechat_push;
 
 pub use error::FieldError;

@@ -287,6 +287,18 @@ impl Store for AnyStore {
         dispatch!(self, s => s.finish_messages(holder, now_us, finished))
     }
 
+    async fn user_by_openid(&self, app: &AppRecord, openid: &str) -> StoreResult<Option<UserId>> {
+        dispatch!(self, s => s.user_by_openid(app, openid))
+    }
+
+    async fn settle_unknown_outcome(
+        &self,
+        app: &AppRecord,
+        event: &messages::SentEvent,
+    ) -> StoreResult<Option<String>> {
+        dispatch!(self, s => s.settle_unknown_outcome(app, event))
+    }
+
     async fn close(&self) {
         dispatch!(self, s => s.close())
     }

@@ -458,6 +458,24 @@ impl Store for PostgresStore {
         with_retries(|| outbox::finish(&self.pool, holder, now_us, finished)).await
     }
 
+    async fn user_by_openid(&self, app: &AppRecord, openid: &str) -> StoreResult<Option<UserId>> {
+        let row: Option<(String,)> = sqlx::query_as(messages::USER_BY_OPENID)
+            .bind(app.store_key)
+            .bind(openid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(id,)| UserId::parse(id).map_err(StoreError::internal))
+            .transpose()
+    }
+
+    async fn settle_unknown_outcome(
+        &self,
+        app: &AppRecord,
+        event: &messages::SentEvent,
+    ) -> StoreResult<Option<String>> {
+        with_retries(|| outbox::settle(&self.pool, app.store_key, event)).await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -5,7 +5,8 @@
 
 use huiliu_domain::messages::{admit, Admission, CreditBalance, CreditMove};
 use huiliu_store::messages::{
-    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, MESSAGE_SCOPE,
+    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, SentEvent,
+    MESSAGE_SCOPE,
 };
 use sqlx::{PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
@@ -607,4 +608,63 @@ pub(crate) async fn finish(
     free_all_inflight(&mut tx, &recorded).await?;
     tx.commit().await?;
     Ok(recorded.len())
+}
+
+/// Settles the oldest unknown outcome of the event's user and template.
+pub(crate) async fn settle(
+    pool: &PgPool,
+    app_seq: i64,
+    event: &SentEvent,
+) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let known: Option<String> = sqlx::query_scalar(m::MSGID_KNOWN)
+        .bind(app_seq)
+        .bind(&event.openid)
+        .bind(&event.msgid)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if known.is_some() {
+        return Ok(None);
+    }
+    let row: Option<(String, i64, bool)> = sqlx::query_as(
+        "SELECT m.id, m.user_index, m.reserved FROM users u
+         JOIN messages m ON m.app_seq = u.app_seq AND m.user_index = u.user_index
+         WHERE u.app_seq = $1 AND u.openid = $2 AND m.template_id = $3 AND m.status = 'unknown'
+         ORDER BY m.created_us LIMIT 1 FOR UPDATE OF m",
+    )
+    .bind(app_seq)
+    .bind(&event.openid)
+    .bind(&event.template_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, user, reserved)) = row else {
+        return Ok(None);
+    };
+    let now = event.now_us;
+    let movement = if event.errcode == 0 {
+        sqlx::query(m::MARK_SENT)
+            .bind(&event.msgid)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        CreditMove::Consume
+    } else {
+        sqlx::query(m::MARK_FAILED)
+            .bind("wechat_error")
+            .bind(event.errcode)
+            .bind("WeChat's sent event reports the push failed")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        CreditMove::Release
+    };
+    if reserved {
+        let key = (app_seq, user, event.template_id.clone());
+        let mut balances = lock_balances(&mut tx, std::slice::from_ref(&key)).await?;
+        write_moves(&mut tx, &mut balances, &[(key, id.clone(), movement)], now).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(id))
 }

@@ -4,10 +4,11 @@
 //! on the key's primary key and is retried, then answered as a replay.
 
 use crate::ingest::resolve_user_indexes;
+use huiliu_domain::credits::PAIRING_WINDOW_SECONDS;
 use huiliu_domain::time::to_micros;
 use huiliu_store::{
-    sql, subscription_state, CreditBalances, Recorded, StoreResult, SubscriptionColumns,
-    SubscriptionRecord, SubscriptionReport,
+    pairing_of, sql, subscription_state, CreditBalances, Recorded, StoreResult,
+    SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
 };
 use jiff::Timestamp;
 use sqlx::PgPool;
@@ -64,7 +65,32 @@ pub(crate) async fn record(
         .fetch_one(&mut *tx)
         .await?;
         let current = subscription_state(credits, long_term, status.as_deref()).map_err(decode)?;
-        let state = match current.record(*kind, *result) {
+        let pairing = pairing_of(*kind, *result, report.source);
+        let paired_with: Option<i64> = match pairing {
+            Some(other) => {
+                sqlx::query_scalar(sql::FIND_UNPAIRED)
+                    .bind(app_seq)
+                    .bind(user)
+                    .bind(template_id)
+                    .bind(other.cause())
+                    .bind(now - PAIRING_WINDOW_SECONDS * 1_000_000)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let change = match paired_with {
+            Some(seq) => {
+                sqlx::query(sql::PAIR_ACCEPTANCE)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(current.record_again(*result))
+            }
+            None => current.record_from(*kind, *result, report.source),
+        };
+        let unpaired = pairing.is_some() && paired_with.is_none();
+        let state = match change {
             None => current,
             Some(change) => {
                 let after = change.after;
@@ -87,9 +113,10 @@ pub(crate) async fn record(
                     .bind(i64::from(after.credits))
                     .bind(after.long_term)
                     .bind(status)
-                    .bind(&report.cause)
+                    .bind(report.source.cause())
                     .bind(Option::<String>::None)
                     .bind(now)
+                    .bind(unpaired)
                     .execute(&mut *tx)
                     .await?;
                 after

@@ -537,6 +537,27 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn user_by_openid(&self, app: &AppRecord, openid: &str) -> StoreResult<Option<UserId>> {
+        let row: Option<(String,)> = sqlx::query_as(messages::USER_BY_OPENID)
+            .bind(app.store_key)
+            .bind(openid)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|(id,)| UserId::parse(id).map_err(StoreError::internal))
+            .transpose()
+    }
+
+    async fn settle_unknown_outcome(
+        &self,
+        app: &AppRecord,
+        event: &messages::SentEvent,
+    ) -> StoreResult<Option<String>> {
+        let (app_seq, event) = (app.store_key, event.clone());
+        self.writer
+            .write(move |tx| outbox::settle(tx, app_seq, &event))
+            .await
+    }
+
     async fn close(&self) {
         // The writer thread finishes queued work and ends when its last handle drops.
         let _ = self.writer.write(|_| Ok(())).await;

@@ -6,7 +6,8 @@
 use crate::writer::to_store_error;
 use huiliu_domain::messages::{admit, Admission, CreditBalance, CreditMove};
 use huiliu_store::messages::{
-    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, MESSAGE_SCOPE,
+    self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, SentEvent,
+    MESSAGE_SCOPE,
 };
 use huiliu_store::{sql, subscription_state, StoreError, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -182,7 +183,8 @@ fn move_credit(
             status,
             movement.cause(),
             message_id,
-            now_us
+            now_us,
+            false
         ],
     )
     .map_err(to_store_error)?;
@@ -377,4 +379,51 @@ pub(crate) fn finish(
         recorded += 1;
     }
     Ok(recorded)
+}
+
+/// Settles the oldest unknown outcome of the event's user and template.
+pub(crate) fn settle(
+    tx: &Connection,
+    app_seq: i64,
+    event: &SentEvent,
+) -> StoreResult<Option<String>> {
+    let known: Option<String> = one(tx.query_row(
+        m::MSGID_KNOWN,
+        params![app_seq, event.openid, event.msgid],
+        |r| r.get(0),
+    ))?;
+    if known.is_some() {
+        return Ok(None);
+    }
+    let row: Option<(String, i64, bool)> = one(tx.query_row(
+        m::OLDEST_UNKNOWN,
+        params![app_seq, event.openid, event.template_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    ))?;
+    let Some((id, user, reserved)) = row else {
+        return Ok(None);
+    };
+    let now = event.now_us;
+    let movement = if event.errcode == 0 {
+        tx.execute(m::MARK_SENT, params![event.msgid, now, id])
+            .map_err(to_store_error)?;
+        CreditMove::Consume
+    } else {
+        tx.execute(
+            m::MARK_FAILED,
+            params![
+                "wechat_error",
+                event.errcode,
+                "WeChat's sent event reports the push failed",
+                now,
+                id
+            ],
+        )
+        .map_err(to_store_error)?;
+        CreditMove::Release
+    };
+    if reserved {
+        move_credit(tx, app_seq, user, &event.template_id, &id, movement, now)?;
+    }
+    Ok(Some(id))
 }

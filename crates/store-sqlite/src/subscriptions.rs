@@ -3,7 +3,9 @@
 
 use crate::ingest::resolve_user_indexes;
 use crate::writer::to_store_error;
+use huiliu_domain::credits::PAIRING_WINDOW_SECONDS;
 use huiliu_domain::time::to_micros;
+use huiliu_store::pairing_of;
 use huiliu_store::{
     sql, subscription_state, CreditBalances, Recorded, StoreError, StoreResult,
     SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
@@ -61,7 +63,34 @@ pub(crate) fn record(
             })
             .transpose()?
             .unwrap_or_default();
-        let state = match current.record(*kind, *result) {
+        let pairing = pairing_of(*kind, *result, report.source);
+        let paired_with = match pairing {
+            Some(other) => tx
+                .query_row(
+                    sql::FIND_UNPAIRED,
+                    params![
+                        app_seq,
+                        user,
+                        template_id,
+                        other.cause(),
+                        now - PAIRING_WINDOW_SECONDS * 1_000_000
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+                .map_err(to_store_error)?,
+            None => None,
+        };
+        let change = match paired_with {
+            Some(seq) => {
+                tx.execute(sql::PAIR_ACCEPTANCE, [seq])
+                    .map_err(to_store_error)?;
+                Some(current.record_again(*result))
+            }
+            None => current.record_from(*kind, *result, report.source),
+        };
+        let unpaired = pairing.is_some() && paired_with.is_none();
+        let state = match change {
             None => current,
             Some(change) => {
                 let after = change.after;
@@ -89,9 +118,10 @@ pub(crate) fn record(
                         i64::from(after.credits),
                         after.long_term,
                         status,
-                        report.cause,
+                        report.source.cause(),
                         Option::<String>::None,
-                        now
+                        now,
+                        unpaired
                     ],
                 )
                 .map_err(to_store_error)?;

@@ -59,7 +59,7 @@ async fn user_with_credits<S: Store>(
                 &SubscriptionReport {
                     user_id: UserId::parse(user).unwrap(),
                     answers: vec![("tmpl-ship".into(), template.kind, SubscribeResult::Accept)],
-                    cause: "test".into(),
+                    source: huiliu_domain::credits::AnswerSource::ClientReport,
                     idempotency: None,
                 },
             )

@@ -22,9 +22,9 @@ pub mod testdb;
 
 pub use error::StoreError;
 pub use records::{
-    funnel_event, parse_status, stored_template, subscription_state, CreditBalances, FunnelColumns,
-    IdempotencyKey, Recorded, StoredToken, StoredWechat, SubscriptionColumns, SubscriptionRecord,
-    SubscriptionReport, WechatColumns,
+    funnel_event, pairing_of, parse_status, stored_template, subscription_state, CreditBalances,
+    FunnelColumns, IdempotencyKey, Recorded, StoredToken, StoredWechat, SubscriptionColumns,
+    SubscriptionRecord, SubscriptionReport, WechatColumns,
 };
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
@@ -276,6 +276,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         now_us: i64,
         finished: &[messages::Finished],
     ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// The user whose openid this is, if huiliu knows one.
+    fn user_by_openid(
+        &self,
+        app: &AppRecord,
+        openid: &str,
+    ) -> impl Future<Output = StoreResult<Option<UserId>>> + Send;
+
+    /// WeChat's sent event for a user (by openid) and template: settles the
+    /// oldest message of theirs whose outcome is unknown, as sent (errcode 0; the
+    /// reserved credit spent) or failed (the credit released). Its id, if any.
+    fn settle_unknown_outcome(
+        &self,
+        app: &AppRecord,
+        event: &messages::SentEvent,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
 
     /// Closes connections, waiting for in-flight work; used on graceful shutdown.
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -369,3 +369,30 @@ pub const MARK_UNKNOWN_OUTCOME: &str =
 /// Disables template $3 of app $2 with reason $1.
 pub const DISABLE_TEMPLATE: &str =
     "UPDATE templates SET disabled_reason = $1 WHERE app_seq = $2 AND template_id = $3";
+
+/// A `subscribe_msg_sent_event` item for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEvent {
+    pub openid: String,
+    pub template_id: String,
+    pub msgid: String,
+    pub errcode: i64,
+    pub now_us: i64,
+}
+
+/// App $1's user with openid $2: user_id.
+pub const USER_BY_OPENID: &str =
+    "SELECT user_id FROM users WHERE app_seq = $1 AND openid = $2 ORDER BY user_index LIMIT 1";
+
+/// The oldest message with an unknown outcome for openid $2 and template $3 of app
+/// $1: id, user_index, reserved.
+pub const OLDEST_UNKNOWN: &str = "SELECT m.id, m.user_index, m.reserved FROM users u
+    JOIN messages m ON m.app_seq = u.app_seq AND m.user_index = u.user_index
+    WHERE u.app_seq = $1 AND u.openid = $2 AND m.template_id = $3 AND m.status = 'unknown'
+    ORDER BY m.created_us LIMIT 1";
+
+/// Whether openid $2 of app $1 already has a message with WeChat msgid $3 (a sent
+/// event pushed again).
+pub const MSGID_KNOWN: &str = "SELECT m.id FROM users u
+    JOIN messages m ON m.app_seq = u.app_seq AND m.user_index = u.user_index
+    WHERE u.app_seq = $1 AND u.openid = $2 AND m.wechat_msgid = $3 LIMIT 1";

@@ -302,8 +302,9 @@ pub struct SubscriptionReport {
         huiliu_domain::templates::TemplateKind,
         huiliu_domain::credits::SubscribeResult,
     )>,
-    /// Why, for the credit history (e.g. `client_report`).
-    pub cause: String,
+    /// Where the answers came from (the credit history's cause; acceptances
+    /// reported by both paths count once).
+    pub source: huiliu_domain::credits::AnswerSource,
     pub idempotency: Option<IdempotencyKey>,
 }
 
@@ -431,4 +432,17 @@ pub fn parse_status(
 ) -> Result<huiliu_domain::credits::SubscribeResult, crate::StoreError> {
     huiliu_domain::credits::SubscribeResult::parse(text, "status")
         .map_err(crate::StoreError::internal)
+}
+
+/// The other path whose unpaired report of the same acceptance an answer would
+/// pair with: only one-time acceptances pair (a long-term one grants no count).
+pub fn pairing_of(
+    kind: huiliu_domain::templates::TemplateKind,
+    result: huiliu_domain::credits::SubscribeResult,
+    source: huiliu_domain::credits::AnswerSource,
+) -> Option<huiliu_domain::credits::AnswerSource> {
+    (kind == huiliu_domain::templates::TemplateKind::OneTime
+        && result == huiliu_domain::credits::SubscribeResult::Accept)
+        .then(|| source.pairs_with())
+        .flatten()
 }

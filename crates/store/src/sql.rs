@@ -85,10 +85,21 @@ pub const PUT_IDEMPOTENCY: &str =
     VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Appends a credit-history row: app $1, user $2, template $3, delta $4, credits after $5,
-/// long-term after $6, status $7, cause $8, message id $9, at $10.
+/// long-term after $6, status $7, cause $8, message id $9, at $10, unpaired $11.
 pub const INSERT_CREDIT_HISTORY: &str = "INSERT INTO credit_history
-    (app_seq, user_index, template_id, delta, credits_after, long_term_after, status, cause, message_id, created_us)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    (app_seq, user_index, template_id, delta, credits_after, long_term_after, status, cause, message_id,
+     created_us, unpaired)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// The oldest acceptance of app $1, user $2, template $3 reported with cause $4 at or
+/// after $5 that the other path has not reported yet: its seq.
+pub const FIND_UNPAIRED: &str = "SELECT seq FROM credit_history
+    WHERE app_seq = $1 AND user_index = $2 AND template_id = $3 AND cause = $4 AND unpaired = TRUE
+      AND created_us >= $5
+    ORDER BY seq LIMIT 1";
+
+/// Marks acceptance $1 as reported by both paths.
+pub const PAIR_ACCEPTANCE: &str = "UPDATE credit_history SET unpaired = FALSE WHERE seq = $1";
 
 /// Stores a subscription: app $1, user $2, template $3, credits $4, long-term $5, status $6, at $7.
 pub const PUT_SUBSCRIPTION: &str = "INSERT INTO subscriptions

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod callback;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analytics/one-and-done", get(analytics::get_one_and_done))
         .route("/v1/analytics/funnel", get(analytics::get_funnel))
         .route("/v1/analytics/settings", get(analytics::get_settings).put(analytics::put_settings))
+        .route("/wechat/{app_id}/callback", get(callback::verify_url).post(callback::receive))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/", get(home::home))
         .route("/healthz", get(health::healthz))

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use huiliu_domain::credits::{report_hash, SubscribeResult};
+use huiliu_domain::credits::{report_hash, AnswerSource, SubscribeResult};
 use huiliu_domain::ids::UserId;
 use huiliu_domain::templates::parse_template_id;
 use huiliu_store::{CreditBalances, IdempotencyKey, Recorded, Store, SubscriptionReport};
@@ -155,7 +155,7 @@ pub async fn post_subscriptions(
         }),
         user_id,
         answers,
-        cause: "client_report".into(),
+        source: AnswerSource::ClientReport,
     };
     match state
         .metrics

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod analytics;
+mod callback;
 mod events;
 mod fuzz;
 mod messages;
