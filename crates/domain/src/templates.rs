@@ -302,6 +302,55 @@ impl Template {
     }
 }
 
+/// A template from WeChat's template list (`/wxaapi/newtmpl/gettemplate`):
+/// `priTmplId`, `title`, `content` with one `名称:{{thing1.DATA}}` per line,
+/// `type` 2 (one-time) or 3 (long-term), and `keywordEnumValueList` giving enum
+/// fields' values by `keywordCode` (`enum1.DATA`).
+pub fn from_wechat_list_item(item: &Value) -> Result<Template, FieldError> {
+    let text = |key: &str| item.get(key).and_then(Value::as_str).unwrap_or_default();
+    let kind = match item.get("type").and_then(Value::as_i64) {
+        Some(3) => "long_term",
+        _ => "one_time",
+    };
+    let mut enums = std::collections::HashMap::new();
+    for entry in item
+        .get("keywordEnumValueList")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let code = entry
+            .get("keywordCode")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let key = code.trim_end_matches(".DATA").to_string();
+        enums.insert(
+            key,
+            entry.get("enumValueList").cloned().unwrap_or(Value::Null),
+        );
+    }
+    let mut fields = Vec::new();
+    for line in text("content").lines() {
+        let (Some(open), Some(close)) = (line.find("{{"), line.find(".DATA}}")) else {
+            continue;
+        };
+        if close <= open + 2 {
+            continue;
+        }
+        let key = &line[open + 2..close];
+        let name = line[..open].trim().trim_end_matches([':', '：']).trim();
+        let mut field = serde_json::json!({"key": key, "name": name});
+        if let Some(values) = enums.get(key) {
+            field["values"] = values.clone();
+        }
+        fields.push(field);
+    }
+    Template::parse(
+        text("priTmplId"),
+        &serde_json::json!({"title": text("title"), "kind": kind, "fields": fields}),
+    )
+}
+
 fn kind_name(kind: FieldKind) -> &'static str {
     PREFIXES
         .iter()
@@ -455,6 +504,41 @@ fn is_amount(text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn templates_are_read_from_wechat_s_list() {
+        let item = json!({
+            "priTmplId": "9Aw5ZV1j9xdWTFEkqCpZ7mIBbSC34khK55OtzUPl0rU",
+            "title": "订单发货通知",
+            "content": "商品名称:{{thing1.DATA}}\n发货时间：{{time2.DATA}}\n状态:{{enum3.DATA}}\n",
+            "example": "",
+            "type": 2,
+            "keywordEnumValueList": [{"keywordCode": "enum3.DATA", "enumValueList": ["已发货", "已签收"]}]
+        });
+        let template = from_wechat_list_item(&item).unwrap();
+        assert_eq!(template.kind, TemplateKind::OneTime);
+        let keys: Vec<_> = template
+            .fields
+            .iter()
+            .map(|f| (f.key.as_str(), f.name.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("thing1", "商品名称"),
+                ("time2", "发货时间"),
+                ("enum3", "状态")
+            ]
+        );
+        assert_eq!(template.fields[2].values, ["已发货", "已签收"]);
+        let long = json!({"priTmplId": "t-long", "title": "提醒", "content": "内容:{{thing1.DATA}}", "type": 3});
+        assert_eq!(
+            from_wechat_list_item(&long).unwrap().kind,
+            TemplateKind::LongTerm
+        );
+        let broken = json!({"priTmplId": "t", "title": "x", "content": "没有字段", "type": 2});
+        assert!(from_wechat_list_item(&broken).is_err());
+    }
 
     fn template(fields: Value) -> Template {
         Template::parse(

@@ -316,24 +316,18 @@ impl Dispatcher {
             body["page"] = Value::String(page.clone());
         }
         let base = settings.api_base.as_deref().unwrap_or(&self.default_base);
-        let mut refreshed = false;
-        loop {
-            let token = match self.tokens.token(&app, &settings).await {
-                Ok(token) => token,
-                Err(e) => return not_sent(format!("no access token: {e}")),
-            };
-            let attempt = self.wechat.send_subscribe(base, &token.token, &body).await;
-            match &attempt {
-                // The token was refused: forget it if it is still the shared one and
-                // try once more with whatever token is current then.
-                Attempt::Refused { errcode, .. } if is_token_error(*errcode) && !refreshed => {
-                    refreshed = true;
-                    if let Err(e) = self.tokens.refused(&app, &token).await {
-                        tracing::warn!(error = %e, "forgetting a refused token failed");
-                    }
-                }
-                _ => return attempt,
-            }
-        }
+        let sent = self
+            .tokens
+            .with_token(
+                &app,
+                &settings,
+                |attempt| matches!(attempt, Attempt::Refused { errcode, .. } if is_token_error(*errcode)),
+                |token| {
+                    let body = &body;
+                    async move { self.wechat.send_subscribe(base, &token, body).await }
+                },
+            )
+            .await;
+        sent.unwrap_or_else(|e| not_sent(format!("no access token: {e}")))
     }
 }

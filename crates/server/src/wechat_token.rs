@@ -214,4 +214,30 @@ impl<S: Store> TokenKeeper<S> {
         }
         Ok(self.store.drop_wechat_token(app, &failing.sealed).await?)
     }
+
+    /// Calls WeChat with the app's token; when the answer says the token was
+    /// refused (`refused`), forgets it (if still cached) and calls once more with
+    /// whatever token is current then. Never more than one retry.
+    pub async fn with_token<T, F, Fut>(
+        &self,
+        app: &AppRecord,
+        settings: &WechatSettings,
+        refused: impl Fn(&T) -> bool,
+        call: F,
+    ) -> Result<T, TokenError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let token = self.token(app, settings).await?;
+        let answer = call(token.token.clone()).await;
+        if !refused(&answer) {
+            return Ok(answer);
+        }
+        if let Err(e) = self.refused(app, &token).await {
+            tracing::warn!(error = %e, "forgetting a refused token failed");
+        }
+        let token = self.token(app, settings).await?;
+        Ok(call(token.token).await)
+    }
 }

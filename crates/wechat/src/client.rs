@@ -86,6 +86,33 @@ impl WechatHttp {
         token_from(response).await
     }
 
+    /// `GET /wxaapi/newtmpl/gettemplate`: the account's subscription templates, as
+    /// WeChat lists them (`priTmplId`, `title`, `content`, `type`, `keywordEnumValueList`).
+    pub async fn template_list(&self, base: &str, token: &str) -> Result<Vec<Value>, WechatError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/wxaapi/newtmpl/gettemplate",
+                base.trim_end_matches('/')
+            ))
+            .query(&[("access_token", token)])
+            .send()
+            .await
+            .map_err(|e| WechatError::Transport(without_url(e).to_string()))?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| WechatError::Protocol(without_url(e).to_string()))?;
+        if let Some(error) = errcode_of(&body) {
+            return Err(error);
+        }
+        match body.get("data") {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(_) => Err(WechatError::Protocol("data is not a list".into())),
+        }
+    }
+
     /// `POST /cgi-bin/message/subscribe/send`. Tells apart a request that never
     /// left (WeChat cannot have acted on it) from one that got no answer (it may
     /// have been sent): only the first is safe to retry.

@@ -48,6 +48,7 @@ use utoipa::OpenApi;
         templates::get_template,
         templates::list_templates,
         templates::check_data,
+        templates::sync,
         subscriptions::post_subscriptions,
         subscriptions::get_user_subscriptions,
         messages::post_message,
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{event_id}", get(events::get_event))
         .route("/v1/users/{user_id}", get(users::get_user).put(users::put_user))
         .route("/v1/templates", get(templates::list_templates))
+        .route("/v1/wechat/templates/sync", axum::routing::post(templates::sync))
         .route("/v1/templates/{template_id}", get(templates::get_template).put(templates::put_template))
         .route("/v1/templates/{template_id}/check", axum::routing::post(templates::check_data))
         .route("/v1/subscriptions", axum::routing::post(subscriptions::post_subscriptions))

@@ -161,3 +161,129 @@ pub async fn check_data(
         .map_err(|e| ApiError::invalid(&e))?;
     Ok(Json(CheckResult { ok: true }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct SyncResult {
+    /// Templates added or changed from WeChat's list.
+    pub updated: Vec<String>,
+    /// Templates WeChat lists exactly as huiliu has them.
+    pub unchanged: Vec<String>,
+    /// Templates huiliu has that WeChat no longer lists (kept; remove them by hand).
+    pub missing_in_wechat: Vec<String>,
+    /// Templates WeChat lists that huiliu cannot read, with why.
+    #[schema(value_type = Vec<Object>)]
+    pub skipped: Vec<serde_json::Value>,
+}
+
+/// Read the account's templates from WeChat (`/wxaapi/newtmpl/gettemplate`),
+/// with their field types and enum values.
+///
+/// Changed templates are replaced (and a disabled one enabled again); unchanged
+/// ones are left as they are, disabled or not.
+#[utoipa::path(
+    post, path = "/v1/wechat/templates/sync", tag = "templates",
+    responses(
+        (status = 200, body = SyncResult),
+        (status = 409, description = "The app has no WeChat settings", body = ErrorEnvelope),
+        (status = 502, description = "WeChat refused or could not be reached", body = ErrorEnvelope),
+    ),
+    security(("secret_key" = []))
+)]
+pub async fn sync(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+) -> Result<Json<SyncResult>, ApiError> {
+    use axum::http::StatusCode;
+    use huiliu_wechat::client::WechatError;
+    let stored = state
+        .store
+        .get_wechat_settings(&app)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "wechat_not_configured",
+                "the app has no WeChat settings; set them with PUT /v1/wechat/settings",
+            )
+        })?;
+    let settings =
+        crate::wechat_settings::open(&state.master_key, &app, &stored).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sealed",
+                "the WeChat settings cannot be opened with this master key",
+            )
+        })?;
+    let mut keeper = crate::wechat_token::TokenKeeper::new(
+        state.store.clone(),
+        state.master_key.clone(),
+        state.dispatch.node_id.clone(),
+        state.wechat_api_base.clone(),
+    );
+    keeper.api = state.dispatch.token_api;
+    let base = settings
+        .api_base
+        .clone()
+        .unwrap_or_else(|| state.wechat_api_base.clone());
+    let wechat = huiliu_wechat::client::WechatHttp::default();
+    let bad_gateway =
+        |message: String| ApiError::new(StatusCode::BAD_GATEWAY, "wechat_error", message);
+    let listed = keeper
+        .with_token(
+            &app,
+            &settings,
+            |answer: &Result<Vec<serde_json::Value>, WechatError>| {
+                matches!(answer, Err(WechatError::Api { errcode, .. }) if crate::wechat_token::is_token_error(*errcode))
+            },
+            |token| {
+                let (wechat, base) = (&wechat, &base);
+                async move { wechat.template_list(base, &token).await }
+            },
+        )
+        .await
+        .map_err(|e| bad_gateway(e.to_string()))?
+        .map_err(|e| bad_gateway(e.to_string()))?;
+    let mut result = SyncResult {
+        updated: Vec::new(),
+        unchanged: Vec::new(),
+        missing_in_wechat: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut listed_ids = std::collections::HashSet::new();
+    for item in &listed {
+        let id = item
+            .get("priTmplId")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        match huiliu_domain::templates::from_wechat_list_item(item) {
+            Ok(template) => {
+                listed_ids.insert(template.template_id.clone());
+                let current = state
+                    .store
+                    .get_template(&app, &template.template_id)
+                    .await?;
+                let same = current.as_ref().is_some_and(|c| {
+                    Template {
+                        disabled_reason: None,
+                        ..c.clone()
+                    } == template
+                });
+                if same {
+                    result.unchanged.push(template.template_id);
+                } else {
+                    state.store.put_template(&app, &template).await?;
+                    result.updated.push(template.template_id);
+                }
+            }
+            Err(error) => result.skipped.push(serde_json::json!({
+                "template_id": id, "field": error.field, "message": error.message
+            })),
+        }
+    }
+    for template in state.store.list_templates(&app).await? {
+        if !listed_ids.contains(&template.template_id) {
+            result.missing_in_wechat.push(template.template_id);
+        }
+    }
+    Ok(Json(result))
+}

@@ -130,3 +130,57 @@ both_stores! {
         assert_eq!(app.get("/v1/wechat/settings", Some(&app.publishable_key)).await.0, 403);
     }
 }
+
+mod sync_from_wechat {
+    use super::*;
+    use huiliu_domain::templates::Template;
+    use huiliu_wechat::fake::{FakeWechat, TokenPolicy};
+
+    const SYNC_APPID: &str = "wx4f28b4b2dcaafca1";
+    const SYNC_SECRET: &str = "3e2fa5ce1990693588816ff28e259ae0";
+
+    crate::both_stores! {
+        async fn templates_sync_from_wechat_with_enum_values(app: TestApp) {
+            let fake = FakeWechat::start("127.0.0.1:0", SYNC_APPID, SYNC_SECRET, TokenPolicy::default()).await.unwrap();
+            let key = app.secret_key.clone();
+            let (status, _) = app.call(reqwest::Method::POST, "/v1/wechat/templates/sync", &key, "").await;
+            assert_eq!(status, 409, "no WeChat settings yet");
+            let settings = json!({"appid": SYNC_APPID, "secret": SYNC_SECRET, "api_base": fake.base_url()});
+            app.call(reqwest::Method::PUT, "/v1/wechat/settings", &key, settings.to_string()).await;
+            let ship = json!({"title": "发货通知", "kind": "one_time", "fields": [
+                {"key": "thing1", "name": "商品"}, {"key": "enum2", "name": "状态", "values": ["已发货", "已签收"]}]});
+            let remind = json!({"title": "续费提醒", "kind": "long_term", "fields": [{"key": "date1", "name": "到期日"}]});
+            fake.add_template(Template::parse("tmpl-ship", &ship).unwrap());
+            fake.add_template(Template::parse("tmpl-remind", &remind).unwrap());
+            let local_only = json!({"title": "旧模板", "kind": "one_time", "fields": [{"key": "thing1", "name": "内容"}]});
+            app.call(reqwest::Method::PUT, "/v1/templates/tmpl-old", &key, local_only.to_string()).await;
+
+            let (status, result) = app.call(reqwest::Method::POST, "/v1/wechat/templates/sync", &key, "").await;
+            assert_eq!(status, 200, "{result}");
+            assert_eq!(result["updated"], json!(["tmpl-remind", "tmpl-ship"]));
+            assert_eq!(result["missing_in_wechat"], json!(["tmpl-old"]));
+            let (_, synced) = app.get("/v1/templates/tmpl-ship", Some(&key)).await;
+            assert_eq!(synced["fields"][1]["values"], json!(["已发货", "已签收"]), "{synced}");
+            let (_, synced) = app.get("/v1/templates/tmpl-remind", Some(&key)).await;
+            assert_eq!(synced["kind"], "long_term");
+            // The synced enum rule applies to messages' data.
+            let (status, error) = app.call(reqwest::Method::POST, "/v1/templates/tmpl-ship/check", &key,
+                json!({"data": {"thing1": "耳机", "enum2": "已退货"}}).to_string()).await;
+            assert_eq!((status, error["error"]["field"].as_str()), (422, Some("data.enum2")));
+
+            // Again: nothing changed. A token WeChat stopped honouring is replaced once.
+            fake.expire_token();
+            let (status, result) = app.call(reqwest::Method::POST, "/v1/wechat/templates/sync", &key, "").await;
+            assert_eq!(status, 200, "{result}");
+            assert_eq!(result["unchanged"], json!(["tmpl-remind", "tmpl-ship"]));
+            assert_eq!(fake.tokens_issued(), 2);
+            // WeChat unreachable: 502, and the templates stay as they were.
+            let unreachable = json!({"appid": SYNC_APPID, "secret": SYNC_SECRET, "api_base": "http://127.0.0.1:1"});
+            app.call(reqwest::Method::PUT, "/v1/wechat/settings", &key, unreachable.to_string()).await;
+            let (status, error) = app.call(reqwest::Method::POST, "/v1/wechat/templates/sync", &key, "").await;
+            assert_eq!((status, error["error"]["code"].as_str()), (502, Some("wechat_error")), "{error}");
+            let (_, list) = app.get("/v1/templates", Some(&key)).await;
+            assert_eq!(list["templates"].as_array().unwrap().len(), 3);
+        }
+    }
+}
