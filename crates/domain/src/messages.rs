@@ -288,6 +288,47 @@ pub fn tracked_page(page: Option<&str>, code: &str) -> Option<String> {
     Some(format!("{page}{separator}{TRACKING_PARAM}={code}"))
 }
 
+/// The tracking code a `launch` event carries, if any: in `props.query.hl_t`
+/// (the launch options' query object), in a query string (`props.query` as text or
+/// `props.path` with `?…hl_t=…`), or in `props.hl_t`. Scenes 1014 and 1107 (opened
+/// from a subscription message) are where it is expected; any scene counts.
+pub fn tracking_code_in(event_name: &str, props: &str) -> Option<String> {
+    // Cheap refusal first: this runs on every ingested event.
+    if event_name != "launch" || !props.contains(TRACKING_PARAM) {
+        return None;
+    }
+    let props: serde_json::Value = serde_json::from_str(props).ok()?;
+    let from_query_string = |text: &str| {
+        let query = text.split_once('?').map_or(text, |(_, q)| q);
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key == TRACKING_PARAM).then(|| value.to_string())
+        })
+    };
+    let code = match props.get("query") {
+        Some(serde_json::Value::Object(query)) => query
+            .get(TRACKING_PARAM)
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        Some(serde_json::Value::String(query)) => from_query_string(query),
+        _ => None,
+    }
+    .or_else(|| {
+        props
+            .get("path")
+            .and_then(|p| p.as_str())
+            .and_then(from_query_string)
+    })
+    .or_else(|| {
+        props
+            .get(TRACKING_PARAM)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    })?;
+    (code.len() == TRACKING_CHARS && code.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then_some(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +498,30 @@ mod tests {
             Some("pages/order?id=7&hl_t=abc")
         );
         assert_eq!(tracked_page(None, "abc"), None);
+    }
+
+    #[test]
+    fn launches_carry_tracking_codes_in_their_query() {
+        let code = tracking_code(42);
+        let object = format!(r#"{{"scene": 1014, "query": {{"id": "7", "hl_t": "{code}"}}}}"#);
+        let text = format!(r#"{{"scene": 1107, "query": "id=7&hl_t={code}"}}"#);
+        let path = format!(r#"{{"path": "pages/order?id=7&hl_t={code}"}}"#);
+        let flat = format!(r#"{{"hl_t": "{code}"}}"#);
+        for props in [&object, &text, &path, &flat] {
+            assert_eq!(
+                tracking_code_in("launch", props).as_deref(),
+                Some(code.as_str()),
+                "{props}"
+            );
+        }
+        assert_eq!(
+            tracking_code_in("page_view", &object),
+            None,
+            "only launches"
+        );
+        assert_eq!(tracking_code_in("launch", r#"{"scene": 1014}"#), None);
+        assert_eq!(tracking_code_in("launch", r#"{"hl_t": "short"}"#), None);
+        assert_eq!(tracking_code_in("launch", "not json hl_t"), None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! so both apply the same validation, dedupe and bookkeeping.
 
 use huiliu_domain::events::{dedupe_within_batch, parse_event, EventSource, ValidEvent};
+use huiliu_domain::messages::tracking_code_in;
+use huiliu_domain::time::to_micros;
 use huiliu_domain::FieldError;
 use huiliu_store::{AppRecord, Store, StoreResult};
 use jiff::Timestamp;
@@ -33,7 +35,19 @@ pub async fn ingest_raw_events<S: Store>(
     let (valid, rejected) = validate(items, now);
     let (unique, repeats) = dedupe_within_batch(valid);
     let events: Vec<ValidEvent> = unique.into_iter().map(|(_, event)| event).collect();
+    // Launches from a message's card mark the message opened (after the events
+    // commit; marking is idempotent, so a replayed batch changes nothing).
+    let opens: Vec<_> = events
+        .iter()
+        .filter_map(|e| {
+            tracking_code_in(e.name.as_str(), &e.props)
+                .map(|code| (e.user_id.clone(), code, to_micros(e.time)))
+        })
+        .collect();
     let outcome = store.ingest_events(app, source, events).await?;
+    if !opens.is_empty() {
+        store.mark_opened(app, &opens).await?;
+    }
     Ok(BatchReport {
         accepted: outcome.accepted,
         duplicates: outcome.duplicates + repeats,

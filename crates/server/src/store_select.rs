@@ -287,6 +287,14 @@ impl Store for AnyStore {
         dispatch!(self, s => s.finish_messages(holder, now_us, finished))
     }
 
+    async fn mark_opened(
+        &self,
+        app: &AppRecord,
+        opens: &[(UserId, String, i64)],
+    ) -> StoreResult<usize> {
+        dispatch!(self, s => s.mark_opened(app, opens))
+    }
+
     async fn user_by_openid(&self, app: &AppRecord, openid: &str) -> StoreResult<Option<UserId>> {
         dispatch!(self, s => s.user_by_openid(app, openid))
     }

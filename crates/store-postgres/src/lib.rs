@@ -458,6 +458,25 @@ impl Store for PostgresStore {
         with_retries(|| outbox::finish(&self.pool, holder, now_us, finished)).await
     }
 
+    async fn mark_opened(
+        &self,
+        app: &AppRecord,
+        opens: &[(UserId, String, i64)],
+    ) -> StoreResult<usize> {
+        let mut changed = 0;
+        for (user_id, code, at_us) in opens {
+            changed += sqlx::query(messages::MARK_OPENED)
+                .bind(at_us)
+                .bind(app.store_key)
+                .bind(code)
+                .bind(user_id.as_str())
+                .execute(&self.pool)
+                .await?
+                .rows_affected() as usize;
+        }
+        Ok(changed)
+    }
+
     async fn user_by_openid(&self, app: &AppRecord, openid: &str) -> StoreResult<Option<UserId>> {
         let row: Option<(String,)> = sqlx::query_as(messages::USER_BY_OPENID)
             .bind(app.store_key)

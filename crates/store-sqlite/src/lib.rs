@@ -537,6 +537,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn mark_opened(
+        &self,
+        app: &AppRecord,
+        opens: &[(UserId, String, i64)],
+    ) -> StoreResult<usize> {
+        let (app_seq, opens) = (app.store_key, opens.to_vec());
+        self.writer
+            .write(move |tx| {
+                let mut changed = 0;
+                for (user_id, code, at_us) in &opens {
+                    changed += tx
+                        .execute(
+                            messages::MARK_OPENED,
+                            rusqlite::params![at_us, app_seq, code, user_id.as_str()],
+                        )
+                        .map_err(writer::to_store_error)?;
+                }
+                Ok(changed)
+            })
+            .await
+    }
+
     async fn user_by_openid(&self, app: &AppRecord, openid: &str) -> StoreResult<Option<UserId>> {
         let row: Option<(String,)> = sqlx::query_as(messages::USER_BY_OPENID)
             .bind(app.store_key)

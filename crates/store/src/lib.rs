@@ -277,6 +277,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         finished: &[messages::Finished],
     ) -> impl Future<Output = StoreResult<usize>> + Send;
 
+    /// Marks messages opened: each (user, tracking code, time) names a launch that
+    /// came from a message's card. The first open counts; returns how many changed.
+    fn mark_opened(
+        &self,
+        app: &AppRecord,
+        opens: &[(UserId, String, i64)],
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
     /// The user whose openid this is, if huiliu knows one.
     fn user_by_openid(
         &self,

@@ -396,3 +396,11 @@ pub const OLDEST_UNKNOWN: &str = "SELECT m.id, m.user_index, m.reserved FROM use
 pub const MSGID_KNOWN: &str = "SELECT m.id FROM users u
     JOIN messages m ON m.app_seq = u.app_seq AND m.user_index = u.user_index
     WHERE u.app_seq = $1 AND u.openid = $2 AND m.wechat_msgid = $3 LIMIT 1";
+
+/// Marks app $2's message with tracking code $3 opened at $1, if user $4's, sent,
+/// not opened yet, and the launch is not older than the send (5 minutes of clock
+/// skew allowed between the mini-program and the server).
+pub const MARK_OPENED: &str = "UPDATE messages SET opened_us = $1
+    WHERE app_seq = $2 AND tracking = $3 AND opened_us IS NULL
+      AND user_index = (SELECT user_index FROM users WHERE app_seq = $2 AND user_id = $4)
+      AND sent_us IS NOT NULL AND sent_us - 300000000 <= $1";

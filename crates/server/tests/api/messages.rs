@@ -402,4 +402,45 @@ message_tests! {
             assert_eq!(credits(&app, &format!("u{u}")).await, (0, 0));
         }
     }
+
+    async fn a_launch_from_the_card_marks_the_message_opened(app: TestApp) {
+        let fake = wechat(&app).await;
+        subscriber(&app, &fake, "u1", 1).await;
+        subscriber(&app, &fake, "u2", 0).await;
+        let (_, accepted) = post(&app, &message("u1", "k1")).await;
+        let id = accepted["id"].as_str().unwrap();
+        let view = wait_for(&app, id, &["sent", "failed"]).await;
+        let code = view["tracking"].as_str().unwrap().to_string();
+        assert_eq!(view["opened_at"], Value::Null);
+        let launch = |event_id: &str, user: &str, props: Value| {
+            let mut event = crate::helpers::event(event_id, user);
+            event["props"] = props;
+            event["time"] = json!(jiff::Timestamp::now().to_string());
+            event
+        };
+        // Another user's launch with the code, a launch without it, and one from
+        // before the send open nothing.
+        let mut before = launch("e0", "u1", json!({"scene": 1014, "query": {"hl_t": code}}));
+        before["time"] = json!((jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string());
+        let (status, _) = app
+            .post_events(json!([
+                before,
+                launch("e1", "u2", json!({"scene": 1014, "query": {"hl_t": code}})),
+                launch("e2", "u1", json!({"scene": 1001})),
+            ]))
+            .await;
+        assert_eq!(status, 200);
+        let (_, view) = app.get(&format!("/v1/messages/{id}"), Some(&app.secret_key)).await;
+        assert_eq!(view["opened_at"], Value::Null);
+        // The user opens the card (scene 1014, the query as the launch options give it).
+        app.post_events(json!([launch("e3", "u1", json!({"scene": 1014, "path": "pages/order/detail", "query": {"id": "7", "hl_t": code}}))]))
+            .await;
+        let (_, opened) = app.get(&format!("/v1/messages/{id}"), Some(&app.secret_key)).await;
+        assert!(opened["opened_at"].is_string(), "{opened}");
+        // A later launch keeps the first open.
+        app.post_events(json!([launch("e4", "u1", json!({"scene": 1107, "query": format!("hl_t={code}")}))]))
+            .await;
+        let (_, again) = app.get(&format!("/v1/messages/{id}"), Some(&app.secret_key)).await;
+        assert_eq!(again["opened_at"], opened["opened_at"]);
+    }
 }
