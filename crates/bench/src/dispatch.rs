@@ -3,8 +3,10 @@
 //!
 //! Setup (not timed): users with openids and one-time credits, granted on both
 //! sides. Timed: concurrent clients post every message while the node's
-//! dispatcher sends; the clock stops when the last message is final. Then the
-//! run is audited: every message sent exactly once (each carries a unique value
+//! dispatcher sends; the clock stops when the last message is final. A second
+//! run posts the same load to a node that does not dispatch, then times one
+//! node's dispatcher draining the queue alone. Then the
+//! run is audited (both runs): every message sent exactly once (each carries a unique value
 //! the fake records), and huiliu's remaining credits equal the fake's.
 
 use crate::{fresh_url, Which};
@@ -54,20 +56,21 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
     if args.users == 0 || !args.messages.is_multiple_of(args.users) {
         bail!("--messages must be a multiple of --users");
     }
-    println!("| store | messages | users | clients | POST accepted (messages/s) | end to end, POST → sent (messages/s) | latency p50 (ms) | latency p99 (ms) | duplicates | credits left, huiliu / fake |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | messages | users | clients | POST accepted (messages/s) | end to end, POST → sent (messages/s) | latency p50 (ms) | latency p99 (ms) | queued → sent, dispatcher alone (messages/s) | duplicates | credits left, huiliu / fake |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for which in [Which::Sqlite, Which::Postgres] {
         if args.store != Which::Both && args.store != which {
             continue;
         }
-        let report = run_store(which, &args).await?;
+        let report = run_store(which, &args, false).await?;
+        let drained = run_store(which, &args, true).await?;
         let name = if which == Which::Sqlite {
             "SQLite"
         } else {
             "PostgreSQL"
         };
         println!(
-            "| {name} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} / {} |",
+            "| {name} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {} / {} |",
             args.messages,
             args.users,
             args.clients,
@@ -75,15 +78,16 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
             report.end_to_end_rate,
             report.p50_ms,
             report.p99_ms,
-            report.duplicates,
-            report.huiliu_credits,
-            report.fake_credits
+            drained.end_to_end_rate,
+            report.duplicates + drained.duplicates,
+            report.huiliu_credits + drained.huiliu_credits,
+            report.fake_credits + drained.fake_credits
         );
     }
     Ok(())
 }
 
-async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> {
+async fn run_store(which: Which, args: &DispatchArgs, drain: bool) -> anyhow::Result<Report> {
     let dir = tempfile::tempdir()?;
     let url = fresh_url(which, &dir).await?;
     let store = huiliu_server::open_store(&url).await?;
@@ -97,7 +101,15 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let state = huiliu_server::AppState::new(store.clone());
+    let mut state = huiliu_server::AppState::new(store.clone());
+    // Drain mode: this server only accepts; a dispatcher started after the
+    // posting sends the whole queue.
+    state.dispatch.enabled = !drain;
+    let (dispatch_config, master_key, wake) = (
+        state.dispatch.clone(),
+        state.master_key.clone(),
+        state.outbox_wake.clone(),
+    );
     let metrics = state.metrics.clone();
     let server = tokio::spawn(huiliu_server::serve_with(
         state,
@@ -208,6 +220,18 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
     }
     futures_util::future::try_join_all(posters).await?;
     let posted = started.elapsed();
+    let drain_started = Instant::now();
+    let drainer = drain.then(|| {
+        let dispatcher = std::sync::Arc::new(huiliu_server::dispatch::Dispatcher::new(
+            store.clone(),
+            dispatch_config,
+            master_key,
+            "https://api.weixin.qq.com".into(),
+            metrics.clone(),
+            wake,
+        ));
+        tokio::spawn(dispatcher.run(shutdown.clone()))
+    });
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let open = db.open_messages().await?;
@@ -219,12 +243,19 @@ async fn run_store(which: Which, args: &DispatchArgs) -> anyhow::Result<Report> 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let elapsed = started.elapsed();
+    let elapsed = if drain {
+        drain_started.elapsed()
+    } else {
+        started.elapsed()
+    };
     if std::env::var_os("HUILIU_BENCH_METRICS").is_some() {
         eprintln!("{}", metrics.encode());
     }
     shutdown.cancel();
     let _ = server.await;
+    if let Some(drainer) = drainer {
+        let _ = drainer.await;
+    }
 
     // Audit.
     let mut latencies = db.latencies_ms().await?;

@@ -45,6 +45,7 @@ pub(crate) fn enqueue(
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
             ))
         },
     ))?;

@@ -153,6 +153,21 @@ pub async fn outbox_sends_with_exact_credits_and_one_send_per_user<S: Store>(sto
 
     let app = app_with_template(&store, "one_time").await;
     user_with_credits(&store, &app, "u1", Some("oU1"), 2).await;
+    // Data and template are checked in the same read; nothing is stored when they fail.
+    let mut too_long = message("m-bad", "u1", "k-bad", T0, 3600);
+    too_long.data =
+        json!({"thing1": {"value": "一二三四五六七八九十一二三四五六七八九十一"}}).to_string();
+    match store.enqueue_message(&app, &too_long).await.unwrap() {
+        Enqueued::Invalid(error) => assert_eq!(error.field.as_deref(), Some("data.thing1")),
+        other => panic!("{other:?}"),
+    }
+    let mut unknown = message("m-tmpl", "u1", "k-tmpl", T0, 3600);
+    unknown.template_id = "tmpl-none".into();
+    assert_eq!(
+        store.enqueue_message(&app, &unknown).await.unwrap(),
+        Enqueued::UnknownTemplate
+    );
+    assert!(store.get_message(&app, "m-bad").await.unwrap().is_none());
     let first = message("m1", "u1", "k1", T0, 3600);
     assert_eq!(enqueue(&store, &app, &first).await.status, "queued");
     // A replay answers the same; the key with another body is refused; nothing new stored.

@@ -39,6 +39,10 @@ pub enum Enqueued {
     UnknownUser,
     /// The app has no WeChat settings to send with.
     WechatNotConfigured,
+    /// The app has no such template.
+    UnknownTemplate,
+    /// The data breaks the template's field rules (nothing stored).
+    Invalid(huiliu_domain::FieldError),
 }
 
 /// What `POST /v1/messages` answered, kept to answer a replay the same way.
@@ -204,14 +208,15 @@ pub const GET_MESSAGE: &str = "SELECT m.id, u.user_id, m.template_id, m.status, 
 /// What decides whether a message to user $2 of app $1 with template $3 and
 /// idempotency key $4 may go: user_index, openid, credits, long_term, status, the
 /// template's disabled reason, the app's WeChat appid (NULL when not configured),
-/// and the key's earlier request hash and response. No row for an unknown user.
+/// the key's earlier request hash and response, and the template's definition
+/// (NULL when unknown). No row for an unknown user.
 /// The subscription is read by scalar subqueries: a join let PostgreSQL's generic
 /// plan probe the subscriptions key without the user, scanning every subscriber.
 pub const ADMISSION_FACTS: &str = "SELECT u.user_index, u.openid,
       (SELECT credits FROM subscriptions s WHERE s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id),
       (SELECT long_term FROM subscriptions s WHERE s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id),
       (SELECT status FROM subscriptions s WHERE s.app_seq = u.app_seq AND s.user_index = u.user_index AND s.template_id = p.template_id),
-      t.disabled_reason, w.appid, i.request_hash, i.response
+      t.disabled_reason, w.appid, i.request_hash, i.response, t.definition
     FROM (SELECT CAST($1 AS BIGINT) AS app_seq, CAST($2 AS TEXT) AS user_id, CAST($3 AS TEXT) AS template_id,
             CAST($4 AS TEXT) AS idempotency_key) p
     JOIN users u ON u.app_seq = p.app_seq AND u.user_id = p.user_id
@@ -230,6 +235,7 @@ pub type AdmissionFacts = (
     Option<String>,
     Option<Vec<u8>>,
     Option<String>,
+    Option<String>,
 );
 
 /// What to do with a new message, from [`ADMISSION_FACTS`] (`None`: unknown user).
@@ -244,8 +250,18 @@ pub fn admit_message(
     message: &NewMessage,
     facts: Option<AdmissionFacts>,
 ) -> Result<Admitted, StoreError> {
-    let Some((user_index, openid, credits, long_term, status, disabled, appid, hash, response)) =
-        facts
+    let Some((
+        user_index,
+        openid,
+        credits,
+        long_term,
+        status,
+        disabled,
+        appid,
+        hash,
+        response,
+        definition,
+    )) = facts
     else {
         return Ok(Admitted::Answer(Enqueued::UnknownUser));
     };
@@ -260,6 +276,17 @@ pub fn admit_message(
     }
     if appid.is_none() {
         return Ok(Admitted::Answer(Enqueued::WechatNotConfigured));
+    }
+    // The data is checked against the template read in the same query: no
+    // separate read, and never against a definition replaced in between.
+    let Some(definition) = definition else {
+        return Ok(Admitted::Answer(Enqueued::UnknownTemplate));
+    };
+    let template = crate::stored_template((definition, disabled.clone()))?;
+    let data: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&message.data).map_err(StoreError::internal)?;
+    if let Err(error) = template.check_data(&data) {
+        return Ok(Admitted::Answer(Enqueued::Invalid(error)));
     }
     let subscription = crate::subscription_state(
         credits.unwrap_or(0),

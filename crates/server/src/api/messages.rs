@@ -92,7 +92,8 @@ fn accepted_view(accepted: AcceptedMessage) -> Value {
 /// Queue a subscription message.
 ///
 /// Checked before anything is stored: the template exists and `data` fits its
-/// field rules (422 naming `data.<key>` and the rule). A user without a live
+/// field rules (422 naming `data.<key>` and the rule), read with the rest of what
+/// the decision needs in one query. A user without a live
 /// credit (or without an openid) gets a message that is `skipped` at once, and
 /// nothing is sent to WeChat.
 #[utoipa::path(
@@ -220,29 +221,19 @@ pub async fn post_message(
             "data is an object of field key → value",
         ));
     };
-    let template = state
-        .metrics
-        .time_store("get_template", state.store.get_template(&app, &template_id))
-        .await?
-        .ok_or_else(|| {
-            field_error(
-                "unknown_template",
-                "template_id",
-                format!(
-                    "no template {template_id:?}; define it with PUT /v1/templates/{template_id}"
-                ),
-            )
-        })?;
-    template
-        .check_data(&data)
-        .map_err(|e| ApiError::invalid(&e))?;
     // WeChat's form: every value wrapped as {"value": …}; keys sorted (serde_json's
     // map), so the same data always hashes the same.
     let wechat_data: Map<String, Value> = data
         .into_iter()
         .map(|(key, value)| {
+            // Only an exact {"value": …} is unwrapped; anything else is wrapped as
+            // it is and refused by the template check as not a string.
             let value = match value {
-                Value::Object(mut wrapped) => wrapped.remove("value").unwrap_or_default(),
+                Value::Object(mut wrapped)
+                    if wrapped.len() == 1 && wrapped.contains_key("value") =>
+                {
+                    wrapped.remove("value").unwrap_or_default()
+                }
                 other => other,
             };
             (key, serde_json::json!({ "value": value }))
@@ -293,6 +284,15 @@ pub async fn post_message(
             "this idempotency key was used with a different request",
         )
         .with_field("idempotency_key")),
+        Enqueued::UnknownTemplate => Err(field_error(
+            "unknown_template",
+            "template_id",
+            format!(
+                "no template {:?}; define it with PUT /v1/templates/{{id}} or sync them from WeChat",
+                message.template_id
+            ),
+        )),
+        Enqueued::Invalid(error) => Err(ApiError::invalid(&error)),
         Enqueued::WechatNotConfigured => Err(ApiError::new(
             StatusCode::CONFLICT,
             "wechat_not_configured",
