@@ -96,6 +96,19 @@ struct World {
     quota_until: Option<Instant>,
     sent: Vec<SentMessage>,
     next_msgid: u64,
+    /// Where WeChat's message push goes, once configured.
+    push: Option<PushTarget>,
+    /// The last CreateTime pushed, kept increasing so that each event is distinct.
+    last_push_time: u64,
+}
+
+/// The mini-program's message-push settings: where the fake pushes events, and
+/// the Token (and, for safe mode, EncodingAESKey) it signs and seals them with.
+#[derive(Debug, Clone)]
+pub struct PushTarget {
+    pub url: String,
+    pub token: String,
+    pub aes_key: Option<String>,
 }
 
 impl World {
@@ -122,6 +135,20 @@ impl World {
         self.credits.get(&key).copied().unwrap_or(0)
     }
 
+    /// A signed (and, with an AES key, sealed) push of one event, if pushes are on.
+    fn event(&mut self, openid: &str, event: &str, inner: &str) -> Option<Push> {
+        let target = self.push.clone()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_push_time = now.max(self.last_push_time + 1);
+        let xml = format!(
+            "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>{inner}</xml>",
+            self.last_push_time
+        );
+        Some(Push::new(&target, &self.appid, &xml))
+    }
+
     fn inject(&mut self, fault: Fault) {
         match fault {
             Fault::QuotaFor(duration) => self.quota_until = Some(Instant::now() + duration),
@@ -134,6 +161,55 @@ impl World {
         self.tokens.retired.retain(|(_, until)| *until > now);
         matches!(&self.tokens.current, Some((t, until)) if t == token && *until > now)
             || self.tokens.retired.iter().any(|(t, _)| t == token)
+    }
+}
+
+/// One push, ready to send: the URL with its signature query, and the body.
+struct Push {
+    url: String,
+    body: String,
+}
+
+impl Push {
+    fn new(target: &PushTarget, appid: &str, xml: &str) -> Self {
+        use huiliu_domain::wechat_push::{encrypt, signature};
+        let timestamp = "1700000000".to_string();
+        let nonce = format!("{:08x}", rand::random::<u32>());
+        let mut url = format!(
+            "{}{}signature={}&timestamp={timestamp}&nonce={nonce}",
+            target.url,
+            if target.url.contains('?') { '&' } else { '?' },
+            signature(&[&target.token, &timestamp, &nonce])
+        );
+        let body = match &target.aes_key {
+            Some(key) => {
+                let sealed =
+                    encrypt(key, xml, appid, rand::random()).expect("a valid EncodingAESKey");
+                url.push_str(&format!(
+                    "&encrypt_type=aes&msg_signature={}",
+                    signature(&[&target.token, &timestamp, &nonce, &sealed])
+                ));
+                format!("<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><Encrypt><![CDATA[{sealed}]]></Encrypt></xml>")
+            }
+            None => xml.to_string(),
+        };
+        Self { url, body }
+    }
+
+    async fn send(self) -> Result<(), String> {
+        let response = reqwest::Client::new()
+            .post(&self.url)
+            .body(self.body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() && text == "success" {
+            Ok(())
+        } else {
+            Err(format!("the push got {status}: {text}"))
+        }
     }
 }
 
@@ -171,6 +247,8 @@ impl FakeWechat {
             quota_until: None,
             sent: Vec::new(),
             next_msgid: 294_402_298_110_051_942,
+            push: None,
+            last_push_time: 0,
         }));
         let router = Router::new()
             .route("/cgi-bin/stable_token", post(stable_token))
@@ -212,6 +290,32 @@ impl FakeWechat {
     /// What a user's accepted prompt grants: one one-time credit, or a long-term permission.
     pub fn accept(&self, openid: &str, template_id: &str) {
         self.world().accept(openid, template_id);
+    }
+
+    /// Pushes events to huiliu as WeChat's message push would: popups from
+    /// [`FakeWechat::accept_and_push`] and the sent event of every accepted send.
+    pub fn push_to(&self, target: PushTarget) {
+        self.world().push = Some(target);
+    }
+
+    /// A user accepts a prompt: the credit is granted here, and WeChat's
+    /// `subscribe_msg_popup_event` is pushed (and answered) before this returns.
+    pub async fn accept_and_push(&self, openid: &str, template_id: &str) -> Result<(), String> {
+        let pushed = {
+            let mut world = self.world();
+            world.accept(openid, template_id);
+            world.event(
+                openid,
+                "subscribe_msg_popup_event",
+                &format!(
+                    "<SubscribeMsgPopupEvent><List><TemplateId><![CDATA[{template_id}]]></TemplateId><SubscribeStatusString><![CDATA[accept]]></SubscribeStatusString><PopupScene>0</PopupScene></List></SubscribeMsgPopupEvent>"
+                ),
+            )
+        };
+        match pushed {
+            Some(push) => push.send().await,
+            None => Err("no push target configured".into()),
+        }
     }
 
     /// One-time credits a user has left for a template.
@@ -481,6 +585,20 @@ async fn send(
         }
         world.next_msgid += 1;
         let msgid = world.next_msgid;
+        let sent_push = world.event(
+            &openid,
+            "subscribe_msg_sent_event",
+            &format!(
+                "<SubscribeMsgSentEvent><List><TemplateId><![CDATA[{template_id}]]></TemplateId><MsgID>{msgid}</MsgID><ErrorCode>0</ErrorCode><ErrorStatus><![CDATA[success]]></ErrorStatus></List></SubscribeMsgSentEvent>"
+            ),
+        );
+        if let Some(push) = sent_push {
+            // WeChat pushes the result asynchronously, after answering the send.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = push.send().await;
+            });
+        }
         world.sent.push(SentMessage {
             msgid,
             openid: openid.clone(),

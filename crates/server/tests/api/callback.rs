@@ -250,3 +250,74 @@ async fn a_sent_event_settles_an_unknown_outcome_postgres() {
         sent_event_settles(app).await;
     }
 }
+
+/// The fake pushes popups and sent events as WeChat does: credits granted by one
+/// tap arrive on both sides, and a send whose answer was lost is settled exactly.
+async fn pushes_keep_both_sides_equal(app: TestApp) {
+    let fake = FakeWechat::start("127.0.0.1:0", APPID, SECRET, TokenPolicy::default())
+        .await
+        .unwrap();
+    configure(&app, Some(fake.base_url())).await;
+    let template =
+        json!({"title": "通知", "kind": "one_time", "fields": [{"key": "thing1", "name": "内容"}]});
+    fake.add_template(Template::parse("tmpl-a", &template).unwrap());
+    fake.push_to(huiliu_wechat::fake::PushTarget {
+        url: callback(&app),
+        token: TOKEN.into(),
+        aes_key: Some(AES_KEY.into()),
+    });
+    for _ in 0..3 {
+        fake.accept_and_push("oUser1", "tmpl-a").await.unwrap();
+    }
+    assert_eq!(credits(&app, "tmpl-a").await, 3);
+    fake.inject(Fault::DropAfterSend { times: 1 });
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let message = json!({"user_id": "u1", "template_id": "tmpl-a", "data": {"thing1": format!("到货{n}")}, "idempotency_key": format!("k{n}")});
+        let (_, accepted) = app
+            .call(
+                reqwest::Method::POST,
+                "/v1/messages",
+                &app.secret_key,
+                message.to_string(),
+            )
+            .await;
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    let started = Instant::now();
+    for id in &ids {
+        loop {
+            let (_, view) = app
+                .get(&format!("/v1/messages/{id}"), Some(&app.secret_key))
+                .await;
+            if view["status"] == "sent" {
+                assert_eq!(view["attempts"], 1, "{view}");
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{view}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(fake.sent().len(), 2, "each sent once");
+    assert_eq!(
+        (
+            credits(&app, "tmpl-a").await,
+            fake.credits("oUser1", "tmpl-a")
+        ),
+        (1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_pushes_like_wechat_and_credits_stay_equal_sqlite() {
+    if let Some(app) = spawn_app_with(Backend::Sqlite, "Asia/Shanghai", slow_reconcile).await {
+        pushes_keep_both_sides_equal(app).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_pushes_like_wechat_and_credits_stay_equal_postgres() {
+    if let Some(app) = spawn_app_with(Backend::Postgres, "Asia/Shanghai", slow_reconcile).await {
+        pushes_keep_both_sides_equal(app).await;
+    }
+}
