@@ -4,6 +4,7 @@
 //! the file.
 
 use crate::writer::to_store_error;
+use huiliu_domain::credits::Subscription;
 use huiliu_domain::messages::{admit, Admission, CreditBalance, CreditMove};
 use huiliu_store::messages::{
     self as m, ClaimRequest, ClaimedMessage, Enqueued, Finished, NewMessage, Outcome, SentEvent,
@@ -100,6 +101,19 @@ fn admission(
         params![app_seq, template_id],
         |r| r.get(0),
     ))?;
+    let (subscription, balance) = read_balance(tx, app_seq, user, template_id)?.unwrap_or_default();
+    let disabled = disabled.flatten().is_some();
+    Ok((admit(openid, &subscription, disabled), balance))
+}
+
+/// A subscription as the user's answers left it, and its balances; `None` when
+/// the user never answered for the template.
+fn read_balance(
+    tx: &Connection,
+    app_seq: i64,
+    user: i64,
+    template_id: &str,
+) -> StoreResult<Option<(Subscription, CreditBalance)>> {
     let row = one(tx.query_row(
         m::GET_SUBSCRIPTION,
         params![app_seq, user, template_id],
@@ -112,20 +126,16 @@ fn admission(
             ))
         },
     ))?;
-    let (subscription, reserved) = match row {
-        Some((credits, reserved, long_term, status)) => (
-            subscription_state(credits, long_term, status.as_deref())?,
-            u32::try_from(reserved).map_err(StoreError::internal)?,
-        ),
-        None => Default::default(),
-    };
-    let balance = CreditBalance {
-        credits: subscription.credits,
-        reserved,
-        long_term: subscription.long_term,
-    };
-    let disabled = disabled.flatten().is_some();
-    Ok((admit(openid, &subscription, disabled), balance))
+    row.map(|(credits, reserved, long_term, status)| {
+        let subscription = subscription_state(credits, long_term, status.as_deref())?;
+        let balance = CreditBalance {
+            credits: subscription.credits,
+            reserved: u32::try_from(reserved).map_err(StoreError::internal)?,
+            long_term,
+        };
+        Ok((subscription, balance))
+    })
+    .transpose()
 }
 
 /// Applies a credit move to a subscription and writes its history row.
@@ -138,26 +148,10 @@ fn move_credit(
     movement: CreditMove,
     now_us: i64,
 ) -> StoreResult<()> {
-    let row = one(tx.query_row(
-        m::GET_SUBSCRIPTION,
-        params![app_seq, user, template_id],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        },
-    ))?;
-    let Some((credits, reserved, long_term, status)) = row else {
+    let Some((subscription, before)) = read_balance(tx, app_seq, user, template_id)? else {
         return Ok(());
     };
-    let before = CreditBalance {
-        credits: u32::try_from(credits).map_err(StoreError::internal)?,
-        reserved: u32::try_from(reserved).map_err(StoreError::internal)?,
-        long_term,
-    };
+    let status = subscription.status.map(|s| s.as_str());
     let (after, delta) = movement.apply(before);
     tx.execute(
         m::SET_CREDITS,

@@ -10,7 +10,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::extract::{as_utf8, read_body, PathText};
-use crate::{wechat_settings, AppState};
+use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -49,24 +49,7 @@ async fn app_and_settings(
         .find_app(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_app", "no such app"))?;
-    let stored = state
-        .store
-        .get_wechat_settings(&app)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "wechat_not_configured",
-                "the app has no WeChat settings",
-            )
-        })?;
-    let settings = wechat_settings::open(&state.master_key, &app, &stored).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "sealed",
-            "the WeChat settings cannot be opened with this master key",
-        )
-    })?;
+    let settings = crate::api::wechat::opened_settings(state, &app).await?;
     let token = settings.token.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -83,6 +66,20 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
         .ok_or_else(|| refused(&format!("the query lacks {name}")))
 }
 
+/// Checks the query's `signature` against the push token; the timestamp and nonce.
+fn check_signature<'a>(query: &'a PushQuery, token: &str) -> Result<(&'a str, &'a str), ApiError> {
+    let (timestamp, nonce) = (
+        required(&query.timestamp, "timestamp")?,
+        required(&query.nonce, "nonce")?,
+    );
+    wechat_push::verify(
+        required(&query.signature, "signature")?,
+        &[token, timestamp, nonce],
+    )
+    .map_err(|_| refused("the signature does not match the app's push token"))?;
+    Ok((timestamp, nonce))
+}
+
 /// WeChat's check of the push URL.
 pub async fn verify_url(
     State(state): State<AppState>,
@@ -90,15 +87,7 @@ pub async fn verify_url(
     Query(query): Query<PushQuery>,
 ) -> Result<String, ApiError> {
     let (_, _, token) = app_and_settings(&state, &app_id).await?;
-    let (timestamp, nonce) = (
-        required(&query.timestamp, "timestamp")?,
-        required(&query.nonce, "nonce")?,
-    );
-    wechat_push::verify(
-        required(&query.signature, "signature")?,
-        &[&token, timestamp, nonce],
-    )
-    .map_err(|_| refused("the signature does not match the app's push token"))?;
+    check_signature(&query, &token)?;
     Ok(query.echostr.unwrap_or_default())
 }
 
@@ -110,15 +99,7 @@ pub async fn receive(
     body: Body,
 ) -> Result<&'static str, ApiError> {
     let (app, settings, token) = app_and_settings(&state, &app_id).await?;
-    let (timestamp, nonce) = (
-        required(&query.timestamp, "timestamp")?,
-        required(&query.nonce, "nonce")?,
-    );
-    wechat_push::verify(
-        required(&query.signature, "signature")?,
-        &[&token, timestamp, nonce],
-    )
-    .map_err(|_| refused("the signature does not match the app's push token"))?;
+    let (timestamp, nonce) = check_signature(&query, &token)?;
     let bytes = read_body(body, 256 * 1024).await?;
     let bad_body = |e: wechat_push::PushError| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_push", e.to_string())

@@ -151,3 +151,32 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
             })
     }
 }
+
+/// A request body that must be a JSON object with only the `allowed` fields:
+/// 400 when it is not JSON, 422 naming the body or the first unknown field.
+pub async fn json_object(
+    body: Body,
+    limit: usize,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    let value: serde_json::Value =
+        serde_json::from_str(as_utf8(&bytes)?).map_err(|e| json_error(&e, "body"))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+            "the body is a JSON object",
+        )
+        .with_field("body"));
+    };
+    if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+            format!("unknown field {unknown:?}"),
+        )
+        .with_field(unknown.clone()));
+    }
+    Ok(object)
+}

@@ -3,7 +3,7 @@
 
 use crate::api::auth::SecretCaller;
 use crate::api::error::{ApiError, ErrorEnvelope};
-use crate::api::extract::{as_utf8, json_error, read_body, PathText};
+use crate::api::extract::{json_object, PathText};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -113,31 +113,19 @@ pub async fn post_message(
     SecretCaller(app): SecretCaller,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let bytes = read_body(body, 64 * 1024).await?;
-    let value: Value =
-        serde_json::from_str(as_utf8(&bytes)?).map_err(|e| json_error(&e, "body"))?;
-    let Value::Object(mut body) = value else {
-        return Err(field_error(
-            "invalid_type",
-            "body",
-            "the body is a JSON object",
-        ));
-    };
-    const FIELDS: [&str; 6] = [
-        "user_id",
-        "template_id",
-        "data",
-        "page",
-        "idempotency_key",
-        "ttl_seconds",
-    ];
-    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(field_error(
-            "unknown_field",
-            unknown,
-            format!("unknown field {unknown:?}"),
-        ));
-    }
+    let mut body = json_object(
+        body,
+        64 * 1024,
+        &[
+            "user_id",
+            "template_id",
+            "data",
+            "page",
+            "idempotency_key",
+            "ttl_seconds",
+        ],
+    )
+    .await?;
     let user_id = match body.remove("user_id") {
         Some(Value::String(id)) => UserId::parse(id).map_err(|e| ApiError::invalid(&e))?,
         _ => {

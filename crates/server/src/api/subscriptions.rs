@@ -3,7 +3,7 @@
 
 use crate::api::auth::SecretCaller;
 use crate::api::error::{ApiError, ErrorEnvelope};
-use crate::api::extract::{as_utf8, json_error, read_body, PathText};
+use crate::api::extract::{json_object, PathText};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -62,26 +62,7 @@ pub async fn post_subscriptions(
     SecretCaller(app): SecretCaller,
     body: Body,
 ) -> Result<Json<CreditsResponse>, ApiError> {
-    let bytes = read_body(body, 64 * 1024).await?;
-    let value: Value =
-        serde_json::from_str(as_utf8(&bytes)?).map_err(|e| json_error(&e, "body"))?;
-    let Value::Object(mut body) = value else {
-        return Err(field_error(
-            "invalid_type",
-            "body",
-            "the body is a JSON object",
-        ));
-    };
-    if let Some(unknown) = body
-        .keys()
-        .find(|k| !["user_id", "results", "idempotency_key"].contains(&k.as_str()))
-    {
-        return Err(field_error(
-            "unknown_field",
-            unknown.clone(),
-            format!("unknown field {unknown:?}"),
-        ));
-    }
+    let mut body = json_object(body, 64 * 1024, &["user_id", "results", "idempotency_key"]).await?;
     let user_id = match body.remove("user_id") {
         Some(Value::String(id)) => UserId::parse(id).map_err(|e| ApiError::invalid(&e))?,
         _ => {

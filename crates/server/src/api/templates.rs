@@ -195,25 +195,7 @@ pub async fn sync(
 ) -> Result<Json<SyncResult>, ApiError> {
     use axum::http::StatusCode;
     use huiliu_wechat::client::WechatError;
-    let stored = state
-        .store
-        .get_wechat_settings(&app)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "wechat_not_configured",
-                "the app has no WeChat settings; set them with PUT /v1/wechat/settings",
-            )
-        })?;
-    let settings =
-        crate::wechat_settings::open(&state.master_key, &app, &stored).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "sealed",
-                "the WeChat settings cannot be opened with this master key",
-            )
-        })?;
+    let settings = crate::api::wechat::opened_settings(&state, &app).await?;
     let mut keeper = crate::wechat_token::TokenKeeper::new(
         state.store.clone(),
         state.master_key.clone(),

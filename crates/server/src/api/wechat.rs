@@ -7,6 +7,7 @@ use crate::api::extract::{as_utf8, json_error, read_body};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use huiliu_domain::wechat::WechatSettings;
 use huiliu_store::{Store, StoredWechat};
@@ -107,4 +108,26 @@ pub async fn get_settings(
             )
         })?;
     Ok(Json(WechatSettingsView::from(&stored)))
+}
+
+/// The app's WeChat settings with their secrets opened, for handlers that call
+/// WeChat or check its pushes: 409 `wechat_not_configured` before the first PUT.
+pub async fn opened_settings(
+    state: &AppState,
+    app: &huiliu_store::AppRecord,
+) -> Result<huiliu_domain::wechat::WechatSettings, ApiError> {
+    let stored = state.store.get_wechat_settings(app).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "wechat_not_configured",
+            "the app has no WeChat settings; set them with PUT /v1/wechat/settings",
+        )
+    })?;
+    crate::wechat_settings::open(&state.master_key, app, &stored).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sealed",
+            "the WeChat settings cannot be opened with this master key",
+        )
+    })
 }
