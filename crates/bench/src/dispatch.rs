@@ -40,8 +40,13 @@ pub struct DispatchArgs {
     /// Concurrent HTTP clients posting messages.
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Rounds per store; rates and latencies are medians, duplicates and credit
+    /// differences summed over all rounds.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
+#[derive(Default)]
 struct Report {
     post_rate: f64,
     end_to_end_rate: f64,
@@ -62,8 +67,36 @@ pub async fn run(args: DispatchArgs) -> anyhow::Result<()> {
         if args.store != Which::Both && args.store != which {
             continue;
         }
-        let report = run_store(which, &args, false).await?;
-        let drained = run_store(which, &args, true).await?;
+        let mut rounds = Vec::new();
+        for round in 0..args.rounds.max(1) {
+            let report = run_store(which, &args, false).await?;
+            let drained = run_store(which, &args, true).await?;
+            eprintln!(
+                "round {round}: POST {:.0}/s, end to end {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, dispatcher alone {:.0}/s",
+                report.post_rate, report.end_to_end_rate, report.p50_ms, report.p99_ms, drained.end_to_end_rate
+            );
+            rounds.push((report, drained));
+        }
+        let med = |f: &dyn Fn(&(Report, Report)) -> f64| {
+            let mut values: Vec<f64> = rounds.iter().map(f).collect();
+            crate::median(&mut values)
+        };
+        let report = Report {
+            post_rate: med(&|r| r.0.post_rate),
+            end_to_end_rate: med(&|r| r.0.end_to_end_rate),
+            p50_ms: med(&|r| r.0.p50_ms),
+            p99_ms: med(&|r| r.0.p99_ms),
+            duplicates: rounds.iter().map(|r| r.0.duplicates).sum(),
+            huiliu_credits: rounds.iter().map(|r| r.0.huiliu_credits).sum(),
+            fake_credits: rounds.iter().map(|r| r.0.fake_credits).sum(),
+        };
+        let drained = Report {
+            end_to_end_rate: med(&|r| r.1.end_to_end_rate),
+            duplicates: rounds.iter().map(|r| r.1.duplicates).sum(),
+            huiliu_credits: rounds.iter().map(|r| r.1.huiliu_credits).sum(),
+            fake_credits: rounds.iter().map(|r| r.1.fake_credits).sum(),
+            ..Report::default()
+        };
         let name = if which == Which::Sqlite {
             "SQLite"
         } else {

@@ -35,6 +35,8 @@ pub struct AppState {
     pub dispatch: dispatch::DispatchConfig,
     /// Wakes this node's dispatch loops when a message is accepted.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Key records this node read lately.
+    pub keys: Arc<api::auth::KeyCache>,
 }
 
 impl AppState {
@@ -50,6 +52,7 @@ impl AppState {
             wechat_api_base: "https://api.weixin.qq.com".into(),
             dispatch: dispatch::DispatchConfig::default(),
             outbox_wake: Arc::default(),
+            keys: Arc::default(),
         }
     }
 }

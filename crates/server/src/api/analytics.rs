@@ -413,5 +413,6 @@ pub async fn put_settings(
             state.store.update_analytics_settings(&app, &settings),
         )
         .await?;
+    state.keys.forget_app(&app);
     Ok(Json(app.analytics))
 }

@@ -19,6 +19,55 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct SecretCaller(pub AppRecord);
 
+/// How long a node trusts a key record it read: a key's app settings changed on
+/// another node reach this one within this time (this node's own changes at once).
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most key records a node remembers; past it, the memory starts over.
+const KEY_CACHE_LIMIT: usize = 10_000;
+
+/// Key records this node read lately, by key id: saves one store read per request.
+/// The secret is still checked against the stored hash on every request.
+#[derive(Default)]
+pub struct KeyCache {
+    records: std::sync::Mutex<
+        std::collections::HashMap<String, (huiliu_store::KeyRecord, std::time::Instant)>,
+    >,
+}
+
+impl KeyCache {
+    fn records(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, (huiliu_store::KeyRecord, std::time::Instant)>,
+    > {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, key_id: &str) -> Option<huiliu_store::KeyRecord> {
+        self.records()
+            .get(key_id)
+            .filter(|(_, read)| read.elapsed() < KEY_TTL)
+            .map(|(record, _)| record.clone())
+    }
+
+    fn put(&self, record: huiliu_store::KeyRecord) {
+        let mut records = self.records();
+        if records.len() >= KEY_CACHE_LIMIT {
+            records.clear();
+        }
+        records.insert(record.key_id.clone(), (record, std::time::Instant::now()));
+    }
+
+    /// Forgets the app's keys (its settings just changed on this node).
+    pub fn forget_app(&self, app: &AppRecord) {
+        self.records()
+            .retain(|_, (record, _)| record.app.store_key != app.store_key);
+    }
+}
+
 fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -39,11 +88,18 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or_else(unauthorized)?;
         let presented = PresentedKey::parse(token).ok_or_else(unauthorized)?;
-        let record = state
-            .metrics
-            .time_store("find_key", state.store.find_key(presented.key_id))
-            .await?
-            .ok_or_else(unauthorized)?;
+        let record = match state.keys.get(presented.key_id) {
+            Some(record) => record,
+            None => {
+                let record = state
+                    .metrics
+                    .time_store("find_key", state.store.find_key(presented.key_id))
+                    .await?
+                    .ok_or_else(unauthorized)?;
+                state.keys.put(record.clone());
+                record
+            }
+        };
         // The prefix says which kind the caller claims; the stored row decides.
         if record.kind != presented.kind || !presented.matches(&record.secret_hash) {
             return Err(unauthorized());
