@@ -12,6 +12,7 @@ pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod messages;
+pub mod points;
 pub mod secrets;
 pub mod templates;
 pub mod time;
