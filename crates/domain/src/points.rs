@@ -288,6 +288,49 @@ impl Points {
     }
 }
 
+/// When an app's earned points expire by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExpiryPolicy {
+    /// Points never expire.
+    Never,
+    /// At the end of the `days`-th local day after the earn (the earn's own day
+    /// is day 0): `{"kind": "days", "days": 365}`.
+    Days { days: u16 },
+    /// At the end of the local month of the earn.
+    EndOfMonth,
+    /// At the end of the local year of the earn (the common 积分 rule: points
+    /// earned this year expire on December 31 at midnight).
+    EndOfYear,
+}
+
+impl ExpiryPolicy {
+    /// The expiry instant of points earned at `earned`, in the app's zone.
+    pub fn expires_at(
+        self,
+        earned: jiff::Timestamp,
+        zone: &crate::time::AppTimeZone,
+    ) -> Option<jiff::Timestamp> {
+        let day = earned.to_zoned(zone.zone().clone()).date();
+        let end = match self {
+            Self::Never => return None,
+            Self::Days { days } => day
+                .checked_add(jiff::Span::new().days(i64::from(days) + 1))
+                .ok()?,
+            Self::EndOfMonth => day
+                .first_of_month()
+                .checked_add(jiff::Span::new().months(1))
+                .ok()?,
+            Self::EndOfYear => jiff::civil::date(day.year() + 1, 1, 1),
+        };
+        // Midnight that starts the next day, in the zone (the first instant of
+        // that day where a DST change skips midnight).
+        end.to_zoned(zone.zone().clone())
+            .ok()
+            .map(|z| z.timestamp())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +426,47 @@ mod tests {
             p.reverse_earn(1, ShortfallPolicy::Cap),
             Err(PointsError::Settled)
         );
+    }
+
+    #[test]
+    fn expiry_policies_end_at_local_midnight() {
+        use crate::time::AppTimeZone;
+        let shanghai = AppTimeZone::parse("Asia/Shanghai").unwrap();
+        // 2026-12-31 23:30 in Shanghai is 15:30 UTC.
+        let earned: jiff::Timestamp = "2026-12-31T15:30:00Z".parse().unwrap();
+        let at = |p: ExpiryPolicy| p.expires_at(earned, &shanghai).map(|t| t.to_string());
+        assert_eq!(at(ExpiryPolicy::Never), None);
+        assert_eq!(
+            at(ExpiryPolicy::EndOfYear).as_deref(),
+            Some("2026-12-31T16:00:00Z"),
+            "2027-01-01 00:00 +08"
+        );
+        assert_eq!(
+            at(ExpiryPolicy::EndOfMonth).as_deref(),
+            Some("2026-12-31T16:00:00Z")
+        );
+        assert_eq!(
+            at(ExpiryPolicy::Days { days: 0 }).as_deref(),
+            Some("2026-12-31T16:00:00Z")
+        );
+        assert_eq!(
+            at(ExpiryPolicy::Days { days: 30 }).as_deref(),
+            Some("2027-01-30T16:00:00Z")
+        );
+        // The same instant is still 2026-12-31 in Los Angeles, and DST is respected.
+        let la = AppTimeZone::parse("America/Los_Angeles").unwrap();
+        let march: jiff::Timestamp = "2026-03-07T20:00:00Z".parse().unwrap();
+        assert_eq!(
+            ExpiryPolicy::Days { days: 1 }
+                .expires_at(march, &la)
+                .unwrap()
+                .to_string(),
+            "2026-03-09T07:00:00Z",
+            "midnight after the spring-forward day is 00:00 PDT (UTC-7)"
+        );
+        let policy: ExpiryPolicy =
+            serde_json::from_str(r#"{"kind": "days", "days": 365}"#).unwrap();
+        assert_eq!(policy, ExpiryPolicy::Days { days: 365 });
     }
 
     #[derive(Debug, Clone)]
