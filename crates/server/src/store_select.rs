@@ -287,6 +287,23 @@ impl Store for AnyStore {
         dispatch!(self, s => s.finish_messages(holder, now_us, finished))
     }
 
+    async fn points_transaction(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::points::PointsRequest,
+    ) -> StoreResult<huiliu_store::points::PointsOutcome> {
+        dispatch!(self, s => s.points_transaction(app, request))
+    }
+
+    async fn points_summary(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<huiliu_store::points::PointsSummary>> {
+        dispatch!(self, s => s.points_summary(app, user_id, now_us))
+    }
+
     async fn mark_opened(
         &self,
         app: &AppRecord,

@@ -8,6 +8,7 @@
 mod activity;
 mod ingest;
 mod outbox;
+mod points;
 mod subscriptions;
 mod users;
 
@@ -456,6 +457,23 @@ impl Store for PostgresStore {
         finished: &[messages::Finished],
     ) -> StoreResult<usize> {
         with_retries(|| outbox::finish(&self.pool, holder, now_us, finished)).await
+    }
+
+    async fn points_transaction(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::points::PointsRequest,
+    ) -> StoreResult<huiliu_store::points::PointsOutcome> {
+        with_retries(|| points::transact(&self.pool, app.store_key, request)).await
+    }
+
+    async fn points_summary(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<huiliu_store::points::PointsSummary>> {
+        Ok(points::summary(&self.pool, app.store_key, user_id.as_str(), now_us).await?)
     }
 
     async fn mark_opened(

@@ -10,6 +10,7 @@
 mod activity;
 mod ingest;
 mod outbox;
+mod points;
 mod subscriptions;
 mod users;
 mod writer;
@@ -535,6 +536,26 @@ impl Store for SqliteStore {
         self.writer
             .write(move |tx| outbox::finish(tx, &holder, now_us, &finished))
             .await
+    }
+
+    async fn points_transaction(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::points::PointsRequest,
+    ) -> StoreResult<huiliu_store::points::PointsOutcome> {
+        let (app_seq, request) = (app.store_key, request.clone());
+        self.writer
+            .write(move |tx| points::transact(tx, app_seq, &request))
+            .await
+    }
+
+    async fn points_summary(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<huiliu_store::points::PointsSummary>> {
+        points::summary(&self.reader, app.store_key, user_id.as_str(), now_us).await
     }
 
     async fn mark_opened(

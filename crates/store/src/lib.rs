@@ -9,6 +9,7 @@
 pub mod batch;
 mod error;
 pub mod messages;
+pub mod points;
 pub mod profile;
 mod records;
 pub mod sql;
@@ -276,6 +277,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         now_us: i64,
         finished: &[messages::Finished],
     ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// Records a points earn (positive) or spend (negative) in one transaction with
+    /// its idempotency key; a spend beyond the balance writes nothing.
+    fn points_transaction(
+        &self,
+        app: &AppRecord,
+        request: &points::PointsRequest,
+    ) -> impl Future<Output = StoreResult<points::PointsOutcome>> + Send;
+
+    /// A user's points at `now_us`; `None` for a user huiliu has never seen.
+    fn points_summary(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<Option<points::PointsSummary>>> + Send;
 
     /// Marks messages opened: each (user, tracking code, time) names a launch that
     /// came from a message's card. The first open counts; returns how many changed.

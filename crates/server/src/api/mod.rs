@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod home;
 pub mod messages;
+pub mod points;
 pub mod subscriptions;
 pub mod templates;
 pub mod users;
@@ -53,6 +54,8 @@ use utoipa::OpenApi;
         subscriptions::get_user_subscriptions,
         messages::post_message,
         messages::get_message,
+        points::post_transaction,
+        points::get_points,
         wechat::put_settings,
         wechat::get_settings,
         analytics::get_active,
@@ -73,6 +76,7 @@ use utoipa::OpenApi;
         (name = "templates", description = "Subscription-message templates and their field rules"),
         (name = "subscriptions", description = "Subscription answers and the credits they grant"),
         (name = "messages", description = "Subscription messages: queued, sent through WeChat with exact credit accounting, tracked"),
+        (name = "points", description = "The points ledger: earns and spends in whole points, lots with expiry"),
         (name = "wechat", description = "The app's WeChat settings"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
@@ -153,6 +157,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates/{template_id}/check", axum::routing::post(templates::check_data))
         .route("/v1/subscriptions", axum::routing::post(subscriptions::post_subscriptions))
         .route("/v1/users/{user_id}/subscriptions", get(subscriptions::get_user_subscriptions))
+        .route("/v1/points/transactions", axum::routing::post(points::post_transaction))
+        .route("/v1/users/{user_id}/points", get(points::get_points))
         .route("/v1/messages", axum::routing::post(messages::post_message))
         .route("/v1/messages/{message_id}", get(messages::get_message))
         .route("/v1/wechat/settings", get(wechat::get_settings).put(wechat::put_settings))

@@ -8,6 +8,7 @@ mod events;
 mod fuzz;
 mod messages;
 mod operations;
+mod points;
 mod subscriptions;
 mod templates;
 mod users;

@@ -1,0 +1,258 @@
+//! `POST /v1/points/transactions` (earn or spend points) and
+//! `GET /v1/users/{user_id}/points`.
+
+use crate::api::auth::SecretCaller;
+use crate::api::error::{ApiError, ErrorEnvelope};
+use crate::api::extract::{json_object, PathText};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use huiliu_domain::ids::UserId;
+use huiliu_domain::time::to_micros;
+use huiliu_store::points::{PointsOutcome, PointsReceipt, PointsRequest};
+use huiliu_store::{IdempotencyKey, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+const MAX_KEY_CHARS: usize = 255;
+const MAX_REASON_CHARS: usize = 200;
+/// A trillion points: far beyond any real transaction, far below overflow.
+const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// A points earn (positive `amount`) or spend (negative).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the request; the handler parses it with field-level errors
+pub struct PointsBody {
+    #[schema(example = "u-10086")]
+    user_id: String,
+    /// Whole points: positive earns, negative spends; never 0.
+    #[schema(example = 120)]
+    amount: i64,
+    /// Why (the cause shown in the history), 1–200 characters.
+    #[schema(example = "order:202611240001")]
+    reason: String,
+    /// Required: a retry with the same key never counts twice.
+    idempotency_key: String,
+    /// When an earn's points expire (RFC 3339, in the future); none: they do not.
+    expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PointsView {
+    /// Spendable now (expired points do not count).
+    pub balance: i64,
+    /// Points owed after a reversal beyond the balance.
+    pub debt: i64,
+    /// Of the balance, what expires within 30 days.
+    pub expiring_30_days: i64,
+}
+
+fn field_error(code: &str, field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+}
+
+/// Earn or spend points.
+#[utoipa::path(
+    post, path = "/v1/points/transactions", tag = "points",
+    request_body = PointsBody,
+    responses(
+        (status = 200, description = "`{\"transaction_id\", \"balance\"}`", body = Object),
+        (status = 404, description = "huiliu has never seen the user (`unknown_user`)", body = ErrorEnvelope),
+        (status = 409, description = "A spend beyond the balance (`insufficient_points`), or the idempotency key was used with another body", body = ErrorEnvelope),
+        (status = 422, description = "A field breaks a rule (an amount of 0, an expiry in the past, …)", body = ErrorEnvelope),
+    ),
+    security(("secret_key" = []))
+)]
+pub async fn post_transaction(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+    body: Body,
+) -> Result<Json<PointsReceipt>, ApiError> {
+    let mut body = json_object(
+        body,
+        16 * 1024,
+        &[
+            "user_id",
+            "amount",
+            "reason",
+            "idempotency_key",
+            "expires_at",
+        ],
+    )
+    .await?;
+    let user_id = match body.remove("user_id") {
+        Some(Value::String(id)) => UserId::parse(id).map_err(|e| ApiError::invalid(&e))?,
+        _ => {
+            return Err(field_error(
+                "missing_field",
+                "user_id",
+                "user_id is a string",
+            ))
+        }
+    };
+    let amount = match body
+        .remove("amount")
+        .as_ref()
+        .map(|v| (v.as_i64(), v.is_f64()))
+    {
+        Some((Some(0), _)) => {
+            return Err(field_error(
+                "invalid_amount",
+                "amount",
+                "an amount of 0 changes nothing",
+            ))
+        }
+        Some((Some(n), false)) if n.abs() <= MAX_AMOUNT => n,
+        Some((Some(_), false)) => {
+            return Err(field_error(
+                "invalid_amount",
+                "amount",
+                format!("at most {MAX_AMOUNT} points either way"),
+            ))
+        }
+        _ => {
+            return Err(field_error(
+                "invalid_amount",
+                "amount",
+                "amount is a whole number of points: positive earns, negative spends",
+            ))
+        }
+    };
+    let reason = match body.remove("reason") {
+        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= MAX_REASON_CHARS => {
+            r
+        }
+        _ => {
+            return Err(field_error(
+                "invalid_reason",
+                "reason",
+                format!("reason is 1–{MAX_REASON_CHARS} characters"),
+            ))
+        }
+    };
+    let key = match body.remove("idempotency_key") {
+        Some(Value::String(k)) if !k.is_empty() && k.chars().count() <= MAX_KEY_CHARS => k,
+        _ => {
+            return Err(field_error(
+                "missing_field",
+                "idempotency_key",
+                format!("idempotency_key is required, 1–{MAX_KEY_CHARS} characters: a retry never counts twice"),
+            ))
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let expires_us = match body.remove("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            let at: jiff::Timestamp = text.parse().map_err(|_| {
+                field_error(
+                    "invalid_time",
+                    "expires_at",
+                    "an RFC 3339 time with an offset",
+                )
+            })?;
+            if at <= now {
+                return Err(field_error(
+                    "invalid_time",
+                    "expires_at",
+                    "the expiry is in the past",
+                ));
+            }
+            if amount < 0 {
+                return Err(field_error(
+                    "invalid_time",
+                    "expires_at",
+                    "only earns expire",
+                ));
+            }
+            Some(to_micros(at))
+        }
+        Some(_) => {
+            return Err(field_error(
+                "invalid_time",
+                "expires_at",
+                "an RFC 3339 time with an offset",
+            ))
+        }
+    };
+    let request_hash = huiliu_domain::messages::request_hash(&[
+        user_id.as_str(),
+        &amount.to_string(),
+        &reason,
+        &expires_us.map_or(String::new(), |e| e.to_string()),
+    ]);
+    let request = PointsRequest {
+        user_id,
+        amount,
+        reason,
+        expires_us,
+        now_us: to_micros(now),
+        idempotency: IdempotencyKey { key, request_hash },
+    };
+    match state
+        .metrics
+        .time_store(
+            "points_transaction",
+            state.store.points_transaction(&app, &request),
+        )
+        .await?
+    {
+        PointsOutcome::Done(receipt) | PointsOutcome::Replayed(receipt) => Ok(Json(receipt)),
+        PointsOutcome::KeyReused => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this idempotency key was used with a different request",
+        )
+        .with_field("idempotency_key")),
+        PointsOutcome::UnknownUser => Err(ApiError::not_found(
+            "unknown_user",
+            format!("no user {:?} in this app", request.user_id.as_str()),
+        )),
+        PointsOutcome::Insufficient { available } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "insufficient_points",
+            format!("the user has {available} points to spend"),
+        )
+        .with_field("amount")),
+    }
+}
+
+/// A user's points.
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}/points", tag = "points",
+    params(("user_id" = String, Path, description = "The app's own user id")),
+    responses(
+        (status = 200, body = PointsView),
+        (status = 404, description = "huiliu has never seen this user", body = ErrorEnvelope),
+    ),
+    security(("secret_key" = []))
+)]
+pub async fn get_points(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+    PathText(user_id): PathText,
+) -> Result<Json<PointsView>, ApiError> {
+    let user_id = UserId::parse(user_id).map_err(|e| ApiError::invalid(&e))?;
+    let now = to_micros(jiff::Timestamp::now());
+    let summary = state
+        .metrics
+        .time_store(
+            "points_summary",
+            state.store.points_summary(&app, &user_id, now),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_user",
+                format!("no user {:?} in this app", user_id.as_str()),
+            )
+        })?;
+    Ok(Json(PointsView {
+        balance: summary.balance,
+        debt: summary.debt,
+        expiring_30_days: summary.expiring_30_days,
+    }))
+}
