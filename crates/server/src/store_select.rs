@@ -304,6 +304,16 @@ impl Store for AnyStore {
         dispatch!(self, s => s.points_summary(app, user_id, now_us))
     }
 
+    async fn points_history(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        before_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<huiliu_store::points::PointsEntry>>> {
+        dispatch!(self, s => s.points_history(app, user_id, before_seq, limit))
+    }
+
     async fn mark_opened(
         &self,
         app: &AppRecord,

@@ -476,6 +476,32 @@ impl Store for PostgresStore {
         Ok(points::summary(&self.pool, app.store_key, user_id.as_str(), now_us).await?)
     }
 
+    async fn points_history(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        before_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Option<Vec<huiliu_store::points::PointsEntry>>> {
+        use huiliu_store::points as p;
+        let user: Option<(i64,)> = sqlx::query_as(p::USER_INDEX)
+            .bind(app.store_key)
+            .bind(user_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((user,)) = user else {
+            return Ok(None);
+        };
+        let rows: Vec<p::EntryColumns> = sqlx::query_as(p::HISTORY)
+            .bind(app.store_key)
+            .bind(user)
+            .bind(before_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(Some(rows.into_iter().map(p::entry_of).collect()))
+    }
+
     async fn mark_opened(
         &self,
         app: &AppRecord,

@@ -294,6 +294,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         now_us: i64,
     ) -> impl Future<Output = StoreResult<Option<points::PointsSummary>>> + Send;
 
+    /// A user's ledger entries before `before_seq`, newest first, at most `limit`;
+    /// `None` for a user huiliu has never seen.
+    fn points_history(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        before_seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Option<Vec<points::PointsEntry>>>> + Send;
+
     /// Marks messages opened: each (user, tracking code, time) names a launch that
     /// came from a message's card. The first open counts; returns how many changed.
     fn mark_opened(

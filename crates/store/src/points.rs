@@ -123,3 +123,35 @@ pub fn summary_of(lots: Vec<LotColumns>, debt: i64, now_us: i64) -> PointsSummar
         expiring_30_days: points.expiring(now_us, now_us + THIRTY_DAYS_US),
     }
 }
+
+/// One ledger entry as the history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointsEntry {
+    pub seq: i64,
+    /// `earn` or `spend`.
+    pub kind: String,
+    pub amount: i64,
+    pub reason: String,
+    /// For a spend: which lots (earn transaction ids) paid how much.
+    pub allocation: Option<String>,
+    pub created_us: i64,
+}
+
+/// The columns of [`HISTORY`].
+pub type EntryColumns = (i64, String, i64, String, Option<String>, i64);
+
+/// User $2's entries of app $1 before seq $3, newest first, at most $4.
+pub const HISTORY: &str =
+    "SELECT seq, kind, amount, reason, allocation, created_us FROM points_entries
+    WHERE app_seq = $1 AND user_index = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4";
+
+pub fn entry_of((seq, kind, amount, reason, allocation, created_us): EntryColumns) -> PointsEntry {
+    PointsEntry {
+        seq,
+        kind,
+        amount,
+        reason,
+        allocation,
+        created_us,
+    }
+}

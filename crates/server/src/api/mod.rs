@@ -56,6 +56,7 @@ use utoipa::OpenApi;
         messages::get_message,
         points::post_transaction,
         points::get_points,
+        points::get_history,
         wechat::put_settings,
         wechat::get_settings,
         analytics::get_active,
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{user_id}/subscriptions", get(subscriptions::get_user_subscriptions))
         .route("/v1/points/transactions", axum::routing::post(points::post_transaction))
         .route("/v1/users/{user_id}/points", get(points::get_points))
+        .route("/v1/users/{user_id}/points/history", get(points::get_history))
         .route("/v1/messages", axum::routing::post(messages::post_message))
         .route("/v1/messages/{message_id}", get(messages::get_message))
         .route("/v1/wechat/settings", get(wechat::get_settings).put(wechat::put_settings))

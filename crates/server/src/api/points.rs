@@ -256,3 +256,132 @@ pub async fn get_points(
         expiring_30_days: summary.expiring_30_days,
     }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct EntryView {
+    pub transaction_id: String,
+    /// `earn` or `spend`.
+    pub kind: String,
+    pub amount: i64,
+    pub reason: String,
+    /// For a spend: the earns (by transaction id) whose points paid, and how many each.
+    #[schema(value_type = Option<Object>)]
+    pub lots: Option<serde_json::Map<String, Value>>,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryView {
+    pub entries: Vec<EntryView>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    pub next: Option<String>,
+}
+
+const MAX_PAGE: u32 = 200;
+
+/// A user's points entries, newest first.
+#[utoipa::path(
+    get, path = "/v1/users/{user_id}/points/history", tag = "points",
+    params(
+        ("user_id" = String, Path, description = "The app's own user id"),
+        ("limit" = Option<u32>, Query, description = "1–200 entries (default 50)"),
+        ("before" = Option<String>, Query, description = "A transaction id: entries older than it"),
+    ),
+    responses(
+        (status = 200, body = HistoryView),
+        (status = 404, description = "huiliu has never seen this user", body = ErrorEnvelope),
+        (status = 422, description = "A bad `limit` or `before`", body = ErrorEnvelope),
+    ),
+    security(("secret_key" = []))
+)]
+pub async fn get_history(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+    PathText(user_id): PathText,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<HistoryView>, ApiError> {
+    let user_id = UserId::parse(user_id).map_err(|e| ApiError::invalid(&e))?;
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !["limit", "before"].contains(&k.as_str()))
+    {
+        return Err(field_error(
+            "unknown_parameter",
+            unknown,
+            format!("unknown parameter {unknown:?}"),
+        ));
+    }
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(field_error(
+                    "invalid_limit",
+                    "limit",
+                    format!("1–{MAX_PAGE}"),
+                ))
+            }
+        },
+    };
+    let before = match query.get("before") {
+        None => i64::MAX,
+        Some(text) => text
+            .strip_prefix("ptx_")
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                field_error(
+                    "invalid_before",
+                    "before",
+                    "a transaction id such as ptx_42",
+                )
+            })?,
+    };
+    let entries = state
+        .metrics
+        .time_store(
+            "points_history",
+            state
+                .store
+                .points_history(&app, &user_id, before, limit + 1),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_user",
+                format!("no user {:?} in this app", user_id.as_str()),
+            )
+        })?;
+    let more = entries.len() > limit as usize;
+    let entries: Vec<EntryView> = entries
+        .into_iter()
+        .take(limit as usize)
+        .map(|e| EntryView {
+            transaction_id: huiliu_store::points::transaction_id(e.seq),
+            kind: e.kind,
+            amount: e.amount,
+            reason: e.reason,
+            lots: e
+                .allocation
+                .and_then(|a| serde_json::from_str::<serde_json::Map<String, Value>>(&a).ok())
+                .map(|lots| {
+                    lots.into_iter()
+                        .map(|(lot, points)| {
+                            let id = lot
+                                .parse::<i64>()
+                                .map_or(lot, huiliu_store::points::transaction_id);
+                            (id, points)
+                        })
+                        .collect()
+                }),
+            created_at: app
+                .timezone
+                .format_rfc3339(huiliu_domain::time::from_micros(e.created_us)),
+        })
+        .collect();
+    let next = more
+        .then(|| entries.last().map(|e| e.transaction_id.clone()))
+        .flatten();
+    Ok(Json(HistoryView { entries, next }))
+}

@@ -111,4 +111,29 @@ both_stores! {
         assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 14, "{statuses:?}");
         assert_eq!(points(&app, "u1").await["balance"], 0);
     }
+
+    async fn the_history_pages_newest_first_and_names_the_lots_that_paid(app: TestApp) {
+        app.put_user("u1", "{}").await;
+        let (_, first) = transact(&app, json!({"user_id": "u1", "amount": 30, "reason": "order:1", "idempotency_key": "e1"})).await;
+        let (_, second) = transact(&app, json!({"user_id": "u1", "amount": 40, "reason": "order:2", "idempotency_key": "e2", "expires_at": in_seconds(3600.0)})).await;
+        transact(&app, json!({"user_id": "u1", "amount": -50, "reason": "redeem:cup", "idempotency_key": "s1"})).await;
+        let (status, page) = app.get("/v1/users/u1/points/history?limit=2", Some(&app.secret_key)).await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0]["kind"].as_str(), entries[0]["amount"].as_i64()), (Some("spend"), Some(-50)));
+        let mut paid = serde_json::Map::new();
+        paid.insert(second["transaction_id"].as_str().unwrap().into(), json!(40));
+        paid.insert(first["transaction_id"].as_str().unwrap().into(), json!(10));
+        assert_eq!(entries[0]["lots"], Value::Object(paid), "the expiring earn paid first");
+        let next = page["next"].as_str().unwrap().to_string();
+        let (_, rest) = app.get(&format!("/v1/users/u1/points/history?limit=2&before={next}"), Some(&app.secret_key)).await;
+        assert_eq!(rest["entries"].as_array().unwrap().len(), 1);
+        assert_eq!(rest["entries"][0]["reason"], "order:1");
+        assert_eq!(rest["next"], Value::Null);
+        for bad in ["limit=0", "limit=500", "before=42", "page=2"] {
+            let (status, _) = app.get(&format!("/v1/users/u1/points/history?{bad}"), Some(&app.secret_key)).await;
+            assert_eq!(status, 422, "{bad}");
+        }
+    }
 }
