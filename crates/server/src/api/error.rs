@@ -70,6 +70,14 @@ impl ApiError {
     pub fn not_found(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
+
+    /// 404 `unknown_user`: huiliu has never seen this user in the app.
+    pub fn unknown_user(user_id: &huiliu_domain::ids::UserId) -> Self {
+        Self::not_found(
+            "unknown_user",
+            format!("no user {:?} in this app", user_id.as_str()),
+        )
+    }
 }
 
 impl From<StoreError> for ApiError {

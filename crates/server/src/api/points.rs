@@ -207,10 +207,7 @@ pub async fn post_transaction(
             "this idempotency key was used with a different request",
         )
         .with_field("idempotency_key")),
-        PointsOutcome::UnknownUser => Err(ApiError::not_found(
-            "unknown_user",
-            format!("no user {:?} in this app", request.user_id.as_str()),
-        )),
+        PointsOutcome::UnknownUser => Err(ApiError::unknown_user(&request.user_id)),
         PointsOutcome::Insufficient { available } => Err(ApiError::new(
             StatusCode::CONFLICT,
             "insufficient_points",
@@ -244,12 +241,7 @@ pub async fn get_points(
             state.store.points_summary(&app, &user_id, now),
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_user",
-                format!("no user {:?} in this app", user_id.as_str()),
-            )
-        })?;
+        .ok_or_else(|| ApiError::unknown_user(&user_id))?;
     Ok(Json(PointsView {
         balance: summary.balance,
         debt: summary.debt,
@@ -347,12 +339,7 @@ pub async fn get_history(
                 .points_history(&app, &user_id, before, limit + 1),
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_user",
-                format!("no user {:?} in this app", user_id.as_str()),
-            )
-        })?;
+        .ok_or_else(|| ApiError::unknown_user(&user_id))?;
     let more = entries.len() > limit as usize;
     let entries: Vec<EntryView> = entries
         .into_iter()

@@ -200,12 +200,7 @@ pub async fn get_user_subscriptions(
             state.store.list_subscriptions(&app, &user_id),
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_user",
-                format!("no user {:?} in this app", user_id.as_str()),
-            )
-        })?;
+        .ok_or_else(|| ApiError::unknown_user(&user_id))?;
     Ok(Json(SubscriptionsResponse {
         templates: records
             .into_iter()

@@ -90,12 +90,7 @@ pub async fn get_user(
         .metrics
         .time_store("get_user", state.store.get_user(&app, &user_id))
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_user",
-                format!("no user {:?} in this app", user_id.as_str()),
-            )
-        })?;
+        .ok_or_else(|| ApiError::unknown_user(&user_id))?;
     Ok(Json(UserResponse::new(user, &app.timezone)))
 }
 
