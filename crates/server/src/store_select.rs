@@ -314,6 +314,21 @@ impl Store for AnyStore {
         dispatch!(self, s => s.points_history(app, user_id, before_seq, limit))
     }
 
+    async fn points_expiry_policy(
+        &self,
+        app: &AppRecord,
+    ) -> StoreResult<huiliu_domain::points::ExpiryPolicy> {
+        dispatch!(self, s => s.points_expiry_policy(app))
+    }
+
+    async fn put_points_expiry_policy(
+        &self,
+        app: &AppRecord,
+        policy: &huiliu_domain::points::ExpiryPolicy,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.put_points_expiry_policy(app, policy))
+    }
+
     async fn mark_opened(
         &self,
         app: &AppRecord,

@@ -502,6 +502,31 @@ impl Store for PostgresStore {
         Ok(Some(rows.into_iter().map(p::entry_of).collect()))
     }
 
+    async fn points_expiry_policy(
+        &self,
+        app: &AppRecord,
+    ) -> StoreResult<huiliu_domain::points::ExpiryPolicy> {
+        let stored: Option<(String,)> = sqlx::query_as(huiliu_store::points::GET_SETTINGS)
+            .bind(app.store_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        huiliu_store::points::policy_of(stored.map(|(text,)| text))
+    }
+
+    async fn put_points_expiry_policy(
+        &self,
+        app: &AppRecord,
+        policy: &huiliu_domain::points::ExpiryPolicy,
+    ) -> StoreResult<()> {
+        sqlx::query(huiliu_store::points::PUT_SETTINGS)
+            .bind(app.store_key)
+            .bind(serde_json::to_string(policy).map_err(StoreError::internal)?)
+            .bind(to_micros(Timestamp::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn mark_opened(
         &self,
         app: &AppRecord,

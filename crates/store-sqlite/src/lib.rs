@@ -584,6 +584,39 @@ impl Store for SqliteStore {
         Ok(Some(rows.into_iter().map(p::entry_of).collect()))
     }
 
+    async fn points_expiry_policy(
+        &self,
+        app: &AppRecord,
+    ) -> StoreResult<huiliu_domain::points::ExpiryPolicy> {
+        let stored: Option<(String,)> = sqlx::query_as(huiliu_store::points::GET_SETTINGS)
+            .bind(app.store_key)
+            .fetch_optional(&self.reader)
+            .await?;
+        huiliu_store::points::policy_of(stored.map(|(text,)| text))
+    }
+
+    async fn put_points_expiry_policy(
+        &self,
+        app: &AppRecord,
+        policy: &huiliu_domain::points::ExpiryPolicy,
+    ) -> StoreResult<()> {
+        let (app_seq, text) = (
+            app.store_key,
+            serde_json::to_string(policy).map_err(StoreError::internal)?,
+        );
+        let now = to_micros(Timestamp::now());
+        self.writer
+            .write(move |tx| {
+                tx.execute(
+                    huiliu_store::points::PUT_SETTINGS,
+                    rusqlite::params![app_seq, text, now],
+                )
+                .map(drop)
+                .map_err(writer::to_store_error)
+            })
+            .await
+    }
+
     async fn mark_opened(
         &self,
         app: &AppRecord,

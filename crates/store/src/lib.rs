@@ -304,6 +304,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Option<Vec<points::PointsEntry>>>> + Send;
 
+    /// The app's default expiry policy for earned points.
+    fn points_expiry_policy(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<huiliu_domain::points::ExpiryPolicy>> + Send;
+
+    fn put_points_expiry_policy(
+        &self,
+        app: &AppRecord,
+        policy: &huiliu_domain::points::ExpiryPolicy,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Marks messages opened: each (user, tracking code, time) names a launch that
     /// came from a message's card. The first open counts; returns how many changed.
     fn mark_opened(

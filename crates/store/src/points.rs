@@ -155,3 +155,20 @@ pub fn entry_of((seq, kind, amount, reason, allocation, created_us): EntryColumn
         created_us,
     }
 }
+
+/// App $1's default expiry policy (JSON).
+pub const GET_SETTINGS: &str = "SELECT expiry FROM points_settings WHERE app_seq = $1";
+
+/// Stores app $1's default expiry policy $2 at $3.
+pub const PUT_SETTINGS: &str =
+    "INSERT INTO points_settings (app_seq, expiry, updated_us) VALUES ($1, $2, $3)
+    ON CONFLICT (app_seq) DO UPDATE SET expiry = excluded.expiry, updated_us = excluded.updated_us";
+
+/// A stored policy, parsed back (none stored: points never expire).
+pub fn policy_of(
+    stored: Option<String>,
+) -> Result<huiliu_domain::points::ExpiryPolicy, crate::StoreError> {
+    stored.map_or(Ok(huiliu_domain::points::ExpiryPolicy::Never), |text| {
+        serde_json::from_str(&text).map_err(crate::StoreError::internal)
+    })
+}

@@ -57,6 +57,8 @@ use utoipa::OpenApi;
         points::post_transaction,
         points::get_points,
         points::get_history,
+        points::get_settings,
+        points::put_settings,
         wechat::put_settings,
         wechat::get_settings,
         analytics::get_active,
@@ -159,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subscriptions", axum::routing::post(subscriptions::post_subscriptions))
         .route("/v1/users/{user_id}/subscriptions", get(subscriptions::get_user_subscriptions))
         .route("/v1/points/transactions", axum::routing::post(points::post_transaction))
+        .route("/v1/points/settings", get(points::get_settings).put(points::put_settings))
         .route("/v1/users/{user_id}/points", get(points::get_points))
         .route("/v1/users/{user_id}/points/history", get(points::get_history))
         .route("/v1/messages", axum::routing::post(messages::post_message))

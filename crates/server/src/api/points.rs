@@ -178,6 +178,17 @@ pub async fn post_transaction(
             ))
         }
     };
+    // Without an explicit expiry an earn follows the app's policy.
+    let expires_us = match expires_us {
+        Some(at) => Some(at),
+        None if amount > 0 => state
+            .store
+            .points_expiry_policy(&app)
+            .await?
+            .expires_at(now, &app.timezone)
+            .map(to_micros),
+        None => None,
+    };
     let request_hash = huiliu_domain::messages::request_hash(&[
         user_id.as_str(),
         &amount.to_string(),
@@ -371,4 +382,69 @@ pub async fn get_history(
         .then(|| entries.last().map(|e| e.transaction_id.clone()))
         .flatten();
     Ok(Json(HistoryView { entries, next }))
+}
+
+/// The app's points policy.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointsSettings {
+    /// When earned points expire unless an earn gives `expires_at`:
+    /// `{"kind": "never"}`, `{"kind": "days", "days": 365}` (end of the 365th
+    /// local day after the earn), `{"kind": "end_of_month"}`, `{"kind": "end_of_year"}`;
+    /// day ends are local midnight in the app's time zone.
+    #[schema(value_type = Object, example = json!({"kind": "end_of_year"}))]
+    pub expiry: huiliu_domain::points::ExpiryPolicy,
+}
+
+/// Read the app's points policy.
+#[utoipa::path(
+    get, path = "/v1/points/settings", tag = "points",
+    responses((status = 200, body = PointsSettings)),
+    security(("secret_key" = []))
+)]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+) -> Result<Json<PointsSettings>, ApiError> {
+    Ok(Json(PointsSettings {
+        expiry: state.store.points_expiry_policy(&app).await?,
+    }))
+}
+
+/// Set the app's points policy (applies to earns from now on).
+#[utoipa::path(
+    put, path = "/v1/points/settings", tag = "points",
+    request_body = PointsSettings,
+    responses(
+        (status = 200, body = PointsSettings),
+        (status = 422, description = "Not a policy", body = ErrorEnvelope),
+    ),
+    security(("secret_key" = []))
+)]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+    body: Body,
+) -> Result<Json<PointsSettings>, ApiError> {
+    let body = json_object(body, 4 * 1024, &["expiry"]).await?;
+    let policy: huiliu_domain::points::ExpiryPolicy = body
+        .get("expiry")
+        .cloned()
+        .ok_or_else(|| field_error("missing_field", "expiry", "expiry is required"))
+        .and_then(|value| {
+            serde_json::from_value(value).map_err(|e| {
+                field_error(
+                    "invalid_expiry",
+                    "expiry",
+                    format!("{{\"kind\": \"never\" | \"days\" | \"end_of_month\" | \"end_of_year\", \"days\"?: 0–3650}}: {e}"),
+                )
+            })
+        })?;
+    if let huiliu_domain::points::ExpiryPolicy::Days { days } = policy {
+        if days > 3650 {
+            return Err(field_error("invalid_expiry", "expiry.days", "0–3650 days"));
+        }
+    }
+    state.store.put_points_expiry_policy(&app, &policy).await?;
+    Ok(Json(PointsSettings { expiry: policy }))
 }

@@ -99,6 +99,7 @@ fn random_input_on_every_endpoint_is_answered_below_500() {
                     (reqwest::Method::POST, "/v1/templates/fuzz/check".to_string()),
                     (reqwest::Method::POST, "/v1/messages".to_string()),
                     (reqwest::Method::POST, "/v1/points/transactions".to_string()),
+                    (reqwest::Method::PUT, "/v1/points/settings".to_string()),
                     (reqwest::Method::GET, format!("/v1/users/{encoded}/points")),
                     (reqwest::Method::GET, format!("/v1/messages/{encoded}")),
                     (reqwest::Method::POST, format!("/wechat/{}/callback?signature=x&timestamp=1&nonce=n", app.app.id)),

@@ -136,4 +136,23 @@ both_stores! {
             assert_eq!(status, 422, "{bad}");
         }
     }
+
+    async fn earns_follow_the_app_s_expiry_policy(app: TestApp) {
+        app.put_user("u1", "{}").await;
+        let (_, settings) = app.get("/v1/points/settings", Some(&app.secret_key)).await;
+        assert_eq!(settings, json!({"expiry": {"kind": "never"}}));
+        for bad in [json!({"expiry": {"kind": "weekly"}}), json!({"expiry": {"kind": "days", "days": 9999}}), json!({})] {
+            let (status, error) = app.call(reqwest::Method::PUT, "/v1/points/settings", &app.secret_key, bad.to_string()).await;
+            assert_eq!(status, 422, "{bad} → {error}");
+        }
+        let policy = json!({"expiry": {"kind": "days", "days": 0}});
+        let (status, _) = app.call(reqwest::Method::PUT, "/v1/points/settings", &app.secret_key, policy.to_string()).await;
+        assert_eq!(status, 200);
+        // Earned now, the points expire at the end of today in Shanghai: within 30 days.
+        transact(&app, json!({"user_id": "u1", "amount": 10, "reason": "sign-in", "idempotency_key": "e1"})).await;
+        // An explicit expiry wins over the policy.
+        transact(&app, json!({"user_id": "u1", "amount": 5, "reason": "promo", "idempotency_key": "e2", "expires_at": in_seconds(90.0 * 86400.0)})).await;
+        let view = points(&app, "u1").await;
+        assert_eq!((view["balance"].as_i64(), view["expiring_30_days"].as_i64()), (Some(15), Some(10)), "{view}");
+    }
 }
