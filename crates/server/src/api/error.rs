@@ -71,6 +71,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// 409 `idempotency_key_reused`: the key came with another request before.
+    pub fn key_reused() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this idempotency key was used with a different request",
+        )
+        .with_field("idempotency_key")
+    }
+
     /// 404 `unknown_user`: huiliu has never seen this user in the app.
     pub fn unknown_user(user_id: &huiliu_domain::ids::UserId) -> Self {
         Self::not_found(

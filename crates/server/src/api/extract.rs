@@ -180,3 +180,57 @@ pub async fn json_object(
     }
     Ok(object)
 }
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// Takes `user_id` from a JSON body: 422 naming it when missing or not a valid id.
+pub fn take_user_id(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<huiliu_domain::ids::UserId, ApiError> {
+    match body.remove("user_id") {
+        Some(serde_json::Value::String(id)) => {
+            huiliu_domain::ids::UserId::parse(id).map_err(|e| ApiError::invalid(&e))
+        }
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_field",
+            "user_id is a string",
+        )
+        .with_field("user_id")),
+    }
+}
+
+/// Takes an optional `idempotency_key` from a JSON body: 1–255 characters.
+pub fn take_idempotency_key(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<String>, ApiError> {
+    match body.remove("idempotency_key") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(key))
+            if !key.is_empty() && key.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS =>
+        {
+            Ok(Some(key))
+        }
+        Some(_) => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_idempotency_key",
+            format!("1–{MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+        )
+        .with_field("idempotency_key")),
+    }
+}
+
+/// [`take_idempotency_key`] for writes that cannot be retried safely without one.
+pub fn require_idempotency_key(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<String, ApiError> {
+    take_idempotency_key(body)?.ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_field",
+            "idempotency_key is required: a retry with the same key never counts twice",
+        )
+        .with_field("idempotency_key")
+    })
+}

@@ -3,13 +3,12 @@
 
 use crate::api::auth::SecretCaller;
 use crate::api::error::{ApiError, ErrorEnvelope};
-use crate::api::extract::{json_object, PathText};
+use crate::api::extract::{json_object, require_idempotency_key, take_user_id, PathText};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use huiliu_domain::ids::UserId;
 use huiliu_domain::messages::{tracked_page, tracking_code};
 use huiliu_domain::templates::parse_template_id;
 use huiliu_domain::time::{from_micros, to_micros};
@@ -19,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-const MAX_KEY_CHARS: usize = 255;
 const MAX_PAGE_CHARS: usize = 512;
 const DEFAULT_TTL_SECONDS: i64 = 24 * 3600;
 const MAX_TTL_SECONDS: i64 = 30 * 24 * 3600;
@@ -126,16 +124,7 @@ pub async fn post_message(
         ],
     )
     .await?;
-    let user_id = match body.remove("user_id") {
-        Some(Value::String(id)) => UserId::parse(id).map_err(|e| ApiError::invalid(&e))?,
-        _ => {
-            return Err(field_error(
-                "missing_field",
-                "user_id",
-                "user_id is a string",
-            ))
-        }
-    };
+    let user_id = take_user_id(&mut body)?;
     let template_id = match body.remove("template_id") {
         Some(Value::String(id)) => {
             parse_template_id(&id).map_err(|e| ApiError::invalid(&e.for_field("template_id")))?
@@ -148,23 +137,7 @@ pub async fn post_message(
             ))
         }
     };
-    let idempotency_key = match body.remove("idempotency_key") {
-        Some(Value::String(key)) if !key.is_empty() && key.chars().count() <= MAX_KEY_CHARS => key,
-        None | Some(Value::Null) => {
-            return Err(field_error(
-                "missing_field",
-                "idempotency_key",
-                "idempotency_key is required: a retry with the same key never sends twice",
-            ))
-        }
-        Some(_) => {
-            return Err(field_error(
-                "invalid_idempotency_key",
-                "idempotency_key",
-                format!("1–{MAX_KEY_CHARS} characters"),
-            ))
-        }
-    };
+    let idempotency_key = require_idempotency_key(&mut body)?;
     let page = match body.remove("page") {
         None | Some(Value::Null) => None,
         Some(Value::String(page))
@@ -266,12 +239,7 @@ pub async fn post_message(
             Ok((StatusCode::ACCEPTED, Json(accepted_view(accepted))))
         }
         Enqueued::Replayed(accepted) => Ok((StatusCode::ACCEPTED, Json(accepted_view(accepted)))),
-        Enqueued::KeyReused => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this idempotency key was used with a different request",
-        )
-        .with_field("idempotency_key")),
+        Enqueued::KeyReused => Err(ApiError::key_reused()),
         Enqueued::UnknownTemplate => Err(field_error(
             "unknown_template",
             "template_id",

@@ -3,7 +3,7 @@
 
 use crate::api::auth::SecretCaller;
 use crate::api::error::{ApiError, ErrorEnvelope};
-use crate::api::extract::{json_object, PathText};
+use crate::api::extract::{json_object, require_idempotency_key, take_user_id, PathText};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-const MAX_KEY_CHARS: usize = 255;
 const MAX_REASON_CHARS: usize = 200;
 /// A trillion points: far beyond any real transaction, far below overflow.
 const MAX_AMOUNT: i64 = 1_000_000_000_000;
@@ -83,16 +82,7 @@ pub async fn post_transaction(
         ],
     )
     .await?;
-    let user_id = match body.remove("user_id") {
-        Some(Value::String(id)) => UserId::parse(id).map_err(|e| ApiError::invalid(&e))?,
-        _ => {
-            return Err(field_error(
-                "missing_field",
-                "user_id",
-                "user_id is a string",
-            ))
-        }
-    };
+    let user_id = take_user_id(&mut body)?;
     let amount = match body
         .remove("amount")
         .as_ref()
@@ -133,16 +123,7 @@ pub async fn post_transaction(
             ))
         }
     };
-    let key = match body.remove("idempotency_key") {
-        Some(Value::String(k)) if !k.is_empty() && k.chars().count() <= MAX_KEY_CHARS => k,
-        _ => {
-            return Err(field_error(
-                "missing_field",
-                "idempotency_key",
-                format!("idempotency_key is required, 1–{MAX_KEY_CHARS} characters: a retry never counts twice"),
-            ))
-        }
-    };
+    let key = require_idempotency_key(&mut body)?;
     let now = jiff::Timestamp::now();
     let expires_us = match body.remove("expires_at") {
         None | Some(Value::Null) => None,
@@ -212,12 +193,7 @@ pub async fn post_transaction(
         .await?
     {
         PointsOutcome::Done(receipt) | PointsOutcome::Replayed(receipt) => Ok(Json(receipt)),
-        PointsOutcome::KeyReused => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this idempotency key was used with a different request",
-        )
-        .with_field("idempotency_key")),
+        PointsOutcome::KeyReused => Err(ApiError::key_reused()),
         PointsOutcome::UnknownUser => Err(ApiError::unknown_user(&request.user_id)),
         PointsOutcome::Insufficient { available } => Err(ApiError::new(
             StatusCode::CONFLICT,

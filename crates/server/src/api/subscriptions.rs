@@ -3,7 +3,7 @@
 
 use crate::api::auth::SecretCaller;
 use crate::api::error::{ApiError, ErrorEnvelope};
-use crate::api::extract::{json_object, PathText};
+use crate::api::extract::{json_object, take_idempotency_key, take_user_id, PathText};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -19,7 +19,6 @@ use utoipa::ToSchema;
 
 /// Most templates one report may answer (WeChat asks for at most 5 at a time).
 const MAX_ANSWERS: usize = 20;
-const MAX_KEY_CHARS: usize = 255;
 
 /// The result of `wx.requestSubscribeMessage`, relayed by the company's backend.
 #[derive(Deserialize, ToSchema)]
@@ -63,29 +62,8 @@ pub async fn post_subscriptions(
     body: Body,
 ) -> Result<Json<CreditsResponse>, ApiError> {
     let mut body = json_object(body, 64 * 1024, &["user_id", "results", "idempotency_key"]).await?;
-    let user_id = match body.remove("user_id") {
-        Some(Value::String(id)) => UserId::parse(id).map_err(|e| ApiError::invalid(&e))?,
-        _ => {
-            return Err(field_error(
-                "missing_field",
-                "user_id",
-                "user_id is a string",
-            ))
-        }
-    };
-    let idempotency_key = match body.remove("idempotency_key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key)) if !key.is_empty() && key.chars().count() <= MAX_KEY_CHARS => {
-            Some(key)
-        }
-        Some(_) => {
-            return Err(field_error(
-                "invalid_idempotency_key",
-                "idempotency_key",
-                format!("1–{MAX_KEY_CHARS} characters"),
-            ))
-        }
-    };
+    let user_id = take_user_id(&mut body)?;
+    let idempotency_key = take_idempotency_key(&mut body)?;
     let Some(Value::Object(results)) = body.remove("results") else {
         return Err(field_error(
             "missing_field",
@@ -149,12 +127,7 @@ pub async fn post_subscriptions(
         Recorded::Done(credits) | Recorded::Replayed(credits) => {
             Ok(Json(CreditsResponse { credits }))
         }
-        Recorded::KeyReused => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this idempotency key was used with a different request",
-        )
-        .with_field("idempotency_key")),
+        Recorded::KeyReused => Err(ApiError::key_reused()),
     }
 }
 
