@@ -88,6 +88,23 @@ fn is_retryable(error: &sqlx::Error) -> bool {
         .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "23505"))
 }
 
+/// What an idempotency key of app `app_seq` in `scope` found stored before.
+pub(crate) async fn earlier<T: huiliu_store::DeserializeOwned>(
+    tx: &mut sqlx::PgConnection,
+    app_seq: i64,
+    scope: &str,
+    key: &huiliu_store::IdempotencyKey,
+) -> Result<Option<huiliu_store::Earlier<T>>, sqlx::Error> {
+    let stored: Option<(Vec<u8>, String)> = sqlx::query_as(sql::FIND_IDEMPOTENCY)
+        .bind(app_seq)
+        .bind(scope)
+        .bind(&key.key)
+        .fetch_optional(tx)
+        .await?;
+    key.earlier(stored)
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 /// Runs `attempt` again while it fails with a retryable conflict.
 async fn with_retries<T, F, Fut>(mut attempt: F) -> StoreResult<T>
 where

@@ -4,7 +4,7 @@
 
 use huiliu_domain::points::{Lot, PointsError};
 use huiliu_store::points::{self as p, PointsOutcome, PointsReceipt, PointsRequest, PointsSummary};
-use huiliu_store::sql;
+use huiliu_store::{sql, Earlier};
 use sqlx::PgPool;
 
 fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
@@ -18,18 +18,10 @@ pub(crate) async fn transact(
 ) -> Result<PointsOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let key = &request.idempotency;
-    let earlier: Option<(Vec<u8>, String)> = sqlx::query_as(sql::FIND_IDEMPOTENCY)
-        .bind(app_seq)
-        .bind(p::POINTS_SCOPE)
-        .bind(&key.key)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some((hash, response)) = earlier {
-        return Ok(if hash == key.request_hash {
-            PointsOutcome::Replayed(serde_json::from_str(&response).map_err(decode)?)
-        } else {
-            PointsOutcome::KeyReused
-        });
+    match crate::earlier(&mut tx, app_seq, p::POINTS_SCOPE, key).await? {
+        Some(Earlier::Replay(receipt)) => return Ok(PointsOutcome::Replayed(receipt)),
+        Some(Earlier::KeyReused) => return Ok(PointsOutcome::KeyReused),
+        None => {}
     }
     let user: Option<(i64,)> = sqlx::query_as(p::USER_INDEX)
         .bind(app_seq)

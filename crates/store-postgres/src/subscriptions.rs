@@ -7,7 +7,7 @@ use crate::ingest::resolve_user_indexes;
 use huiliu_domain::credits::PAIRING_WINDOW_SECONDS;
 use huiliu_domain::time::to_micros;
 use huiliu_store::{
-    pairing_of, sql, subscription_state, CreditBalances, Recorded, StoreResult,
+    pairing_of, sql, subscription_state, CreditBalances, Earlier, Recorded, StoreResult,
     SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
 };
 use jiff::Timestamp;
@@ -26,18 +26,10 @@ pub(crate) async fn record(
 ) -> Result<Recorded, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if let Some(idempotency) = &report.idempotency {
-        let earlier: Option<(Vec<u8>, String)> = sqlx::query_as(sql::FIND_IDEMPOTENCY)
-            .bind(app_seq)
-            .bind(SCOPE)
-            .bind(&idempotency.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some((hash, response)) = earlier {
-            return Ok(if hash == idempotency.request_hash {
-                Recorded::Replayed(serde_json::from_str(&response).map_err(decode)?)
-            } else {
-                Recorded::KeyReused
-            });
+        match crate::earlier(&mut tx, app_seq, SCOPE, idempotency).await? {
+            Some(Earlier::Replay(balances)) => return Ok(Recorded::Replayed(balances)),
+            Some(Earlier::KeyReused) => return Ok(Recorded::KeyReused),
+            None => {}
         }
     }
     let user_id = report.user_id.as_str();

@@ -4,7 +4,7 @@
 use crate::writer::to_store_error;
 use huiliu_domain::points::{Lot, PointsError};
 use huiliu_store::points::{self as p, PointsOutcome, PointsReceipt, PointsRequest, PointsSummary};
-use huiliu_store::{sql, StoreError, StoreResult};
+use huiliu_store::{sql, Earlier, StoreError, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub(crate) fn transact(
@@ -13,20 +13,10 @@ pub(crate) fn transact(
     request: &PointsRequest,
 ) -> StoreResult<PointsOutcome> {
     let key = &request.idempotency;
-    let earlier: Option<(Vec<u8>, String)> = tx
-        .query_row(
-            sql::FIND_IDEMPOTENCY,
-            params![app_seq, p::POINTS_SCOPE, key.key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(to_store_error)?;
-    if let Some((hash, response)) = earlier {
-        return Ok(if hash == key.request_hash {
-            PointsOutcome::Replayed(serde_json::from_str(&response).map_err(StoreError::internal)?)
-        } else {
-            PointsOutcome::KeyReused
-        });
+    match crate::writer::earlier(tx, app_seq, p::POINTS_SCOPE, key)? {
+        Some(Earlier::Replay(receipt)) => return Ok(PointsOutcome::Replayed(receipt)),
+        Some(Earlier::KeyReused) => return Ok(PointsOutcome::KeyReused),
+        None => {}
     }
     let Some(user) = tx
         .query_row(

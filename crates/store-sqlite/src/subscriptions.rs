@@ -7,7 +7,7 @@ use huiliu_domain::credits::PAIRING_WINDOW_SECONDS;
 use huiliu_domain::time::to_micros;
 use huiliu_store::pairing_of;
 use huiliu_store::{
-    sql, subscription_state, CreditBalances, Recorded, StoreError, StoreResult,
+    sql, subscription_state, CreditBalances, Earlier, Recorded, StoreError, StoreResult,
     SubscriptionColumns, SubscriptionRecord, SubscriptionReport,
 };
 use jiff::Timestamp;
@@ -22,20 +22,10 @@ pub(crate) fn record(
     report: &SubscriptionReport,
 ) -> StoreResult<Recorded> {
     if let Some(idempotency) = &report.idempotency {
-        let earlier: Option<(Vec<u8>, String)> = tx
-            .query_row(
-                sql::FIND_IDEMPOTENCY,
-                params![app_seq, SCOPE, idempotency.key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(to_store_error)?;
-        if let Some((hash, response)) = earlier {
-            return Ok(if hash == idempotency.request_hash {
-                Recorded::Replayed(serde_json::from_str(&response).map_err(StoreError::internal)?)
-            } else {
-                Recorded::KeyReused
-            });
+        match crate::writer::earlier(tx, app_seq, SCOPE, idempotency)? {
+            Some(Earlier::Replay(balances)) => return Ok(Recorded::Replayed(balances)),
+            Some(Earlier::KeyReused) => return Ok(Recorded::KeyReused),
+            None => {}
         }
     }
     let user_id = report.user_id.as_str();

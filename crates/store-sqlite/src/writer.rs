@@ -168,6 +168,25 @@ pub(crate) fn to_store_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
+/// What an idempotency key of app `app_seq` in `scope` found stored before.
+pub(crate) fn earlier<T: huiliu_store::DeserializeOwned>(
+    tx: &Connection,
+    app_seq: i64,
+    scope: &str,
+    key: &huiliu_store::IdempotencyKey,
+) -> StoreResult<Option<huiliu_store::Earlier<T>>> {
+    use rusqlite::OptionalExtension;
+    let stored = tx
+        .query_row(
+            huiliu_store::sql::FIND_IDEMPOTENCY,
+            rusqlite::params![app_seq, scope, key.key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(to_store_error)?;
+    key.earlier(stored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

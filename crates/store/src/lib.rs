@@ -24,13 +24,15 @@ pub mod testdb;
 pub use error::StoreError;
 pub use records::{
     funnel_event, pairing_of, parse_status, stored_template, subscription_state, CreditBalances,
-    FunnelColumns, IdempotencyKey, Recorded, StoredToken, StoredWechat, SubscriptionColumns,
-    SubscriptionRecord, SubscriptionReport, WechatColumns,
+    Earlier, FunnelColumns, IdempotencyKey, Recorded, StoredToken, StoredWechat,
+    SubscriptionColumns, SubscriptionRecord, SubscriptionReport, WechatColumns,
 };
 pub use records::{
     ActivityCursor, ActivityRows, AppColumns, AppRecord, EventColumns, IngestOutcome, KeyColumns,
     KeyRecord, RebuildMark, ScannedEvent, StoredEvent, UserColumns, UserRecord,
 };
+/// What a stored idempotent answer must be to be read back.
+pub use serde::de::DeserializeOwned;
 
 use huiliu_domain::analytics::funnel::FunnelEvent;
 use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};

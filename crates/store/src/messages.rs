@@ -265,14 +265,13 @@ pub fn admit_message(
     else {
         return Ok(Admitted::Answer(Enqueued::UnknownUser));
     };
-    if let (Some(hash), Some(response)) = (hash, response) {
-        return Ok(Admitted::Answer(
-            if hash == message.idempotency.request_hash {
-                Enqueued::Replayed(serde_json::from_str(&response).map_err(StoreError::internal)?)
-            } else {
-                Enqueued::KeyReused
-            },
-        ));
+    let stored = hash.zip(response);
+    match message.idempotency.earlier(stored)? {
+        Some(crate::Earlier::Replay(accepted)) => {
+            return Ok(Admitted::Answer(Enqueued::Replayed(accepted)))
+        }
+        Some(crate::Earlier::KeyReused) => return Ok(Admitted::Answer(Enqueued::KeyReused)),
+        None => {}
     }
     if appid.is_none() {
         return Ok(Admitted::Answer(Enqueued::WechatNotConfigured));

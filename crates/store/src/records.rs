@@ -308,6 +308,32 @@ pub struct SubscriptionReport {
     pub idempotency: Option<IdempotencyKey>,
 }
 
+/// What an idempotency key found stored before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Earlier<T> {
+    /// The same request: its first answer.
+    Replay(T),
+    /// Another request under the same key.
+    KeyReused,
+}
+
+impl IdempotencyKey {
+    /// Judges what was stored under this key (request hash, answer as JSON), if anything.
+    pub fn earlier<T: serde::de::DeserializeOwned>(
+        &self,
+        stored: Option<(Vec<u8>, String)>,
+    ) -> Result<Option<Earlier<T>>, crate::StoreError> {
+        let Some((hash, response)) = stored else {
+            return Ok(None);
+        };
+        Ok(Some(if hash == self.request_hash {
+            Earlier::Replay(serde_json::from_str(&response).map_err(crate::StoreError::internal)?)
+        } else {
+            Earlier::KeyReused
+        }))
+    }
+}
+
 /// A client's idempotency key and a hash of its request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
