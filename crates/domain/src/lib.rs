@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod apps;
 pub mod credits;
+pub mod earning;
 pub mod error;
 pub mod events;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod messages;
 pub mod points;
 pub mod secrets;
 pub mod templates;
+pub mod tiers;
 pub mod time;
 pub mod users;
 pub mod wechat;

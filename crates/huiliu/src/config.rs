@@ -23,6 +23,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "HUILIU_DISPATCH",
     "HUILIU_DISPATCH_LEASE_SECONDS",
     "HUILIU_DISPATCH_RECONCILE_SECONDS",
+    "HUILIU_POINTS_SWEEP_SECONDS",
     // read by the test suite, not by the server
     "HUILIU_TEST_POSTGRES_URL",
     "HUILIU_REQUIRE_POSTGRES",
@@ -64,6 +65,9 @@ pub struct Config {
     pub dispatch_lease_seconds: u64,
     /// Seconds an unknown outcome waits for WeChat's sent event before it fails.
     pub dispatch_reconcile_seconds: u64,
+    /// Seconds between the points sweeps that write expiry entries and release
+    /// holds that timed out (balances are exact at any instant regardless).
+    pub points_sweep_seconds: u64,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             dispatch: "on".into(),
             dispatch_lease_seconds: 60,
             dispatch_reconcile_seconds: 600,
+            points_sweep_seconds: 30,
         }
     }
 }
@@ -132,6 +137,7 @@ pub fn load(
             "dispatch",
             "dispatch_lease_seconds",
             "dispatch_reconcile_seconds",
+            "points_sweep_seconds",
         ]))
         .merge(Serialized::defaults(overrides));
     let config: Config = figment.extract().map_err(Box::new)?;
@@ -190,6 +196,7 @@ fn toml_string(config: &Config) -> String {
             "dispatch_reconcile_seconds = {}\n",
             config.dispatch_reconcile_seconds
         ),
+        format!("points_sweep_seconds = {}\n", config.points_sweep_seconds),
     ]
     .concat()
 }

@@ -547,6 +547,11 @@ fn configure_sending(config: &Config, state: &mut huiliu_server::AppState) -> an
     );
     dispatch.lease = std::time::Duration::from_secs(config.dispatch_lease_seconds);
     dispatch.reconcile = std::time::Duration::from_secs(config.dispatch_reconcile_seconds);
+    anyhow::ensure!(
+        (1..=86_400).contains(&config.points_sweep_seconds),
+        "points_sweep_seconds must be 1–86400"
+    );
+    state.points_sweep_every = std::time::Duration::from_secs(config.points_sweep_seconds);
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod api;
 pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
+pub mod points_sweep;
 mod store_select;
 pub mod wechat_settings;
 pub mod wechat_token;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Key records this node read lately.
     pub keys: Arc<api::auth::KeyCache>,
+    /// How often this node writes what time decided in the points ledger.
+    pub points_sweep_every: std::time::Duration,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             dispatch: dispatch::DispatchConfig::default(),
             outbox_wake: Arc::default(),
             keys: Arc::default(),
+            points_sweep_every: points_sweep::DEFAULT_EVERY,
         }
     }
 }
@@ -108,6 +112,11 @@ pub async fn serve_with(
         })
     });
     let compaction = tokio::spawn(analytics::run_compaction(store.clone(), shutdown.clone()));
+    let sweeping = tokio::spawn(points_sweep::run(
+        store.clone(),
+        state.points_sweep_every,
+        shutdown.clone(),
+    ));
     // Sends stop with the HTTP side: in-flight batches are sent and recorded first.
     let dispatching = state.dispatch.enabled.then(|| {
         let dispatcher = Arc::new(dispatch::Dispatcher::new(
@@ -130,6 +139,7 @@ pub async fn serve_with(
         let _ = task.await;
     }
     let _ = compaction.await;
+    let _ = sweeping.await;
     store.close().await;
     Ok(())
 }

@@ -314,19 +314,31 @@ impl Store for AnyStore {
         dispatch!(self, s => s.points_history(app, user_id, before_seq, limit))
     }
 
-    async fn points_expiry_policy(
+    async fn points_policy(
         &self,
         app: &AppRecord,
-    ) -> StoreResult<huiliu_domain::points::ExpiryPolicy> {
-        dispatch!(self, s => s.points_expiry_policy(app))
+    ) -> StoreResult<huiliu_store::points::PointsPolicy> {
+        dispatch!(self, s => s.points_policy(app))
     }
 
-    async fn put_points_expiry_policy(
+    async fn put_points_policy(
         &self,
         app: &AppRecord,
-        policy: &huiliu_domain::points::ExpiryPolicy,
+        policy: &huiliu_store::points::PointsPolicy,
     ) -> StoreResult<()> {
-        dispatch!(self, s => s.put_points_expiry_policy(app, policy))
+        dispatch!(self, s => s.put_points_policy(app, policy))
+    }
+
+    async fn points_settle(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::points::SettleRequest,
+    ) -> StoreResult<huiliu_store::points::PointsOutcome> {
+        dispatch!(self, s => s.points_settle(app, request))
+    }
+
+    async fn points_sweep(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        dispatch!(self, s => s.points_sweep(now_us, limit))
     }
 
     async fn mark_opened(

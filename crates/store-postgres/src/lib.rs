@@ -484,6 +484,18 @@ impl Store for PostgresStore {
         with_retries(|| points::transact(&self.pool, app.store_key, request)).await
     }
 
+    async fn points_settle(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::points::SettleRequest,
+    ) -> StoreResult<huiliu_store::points::PointsOutcome> {
+        with_retries(|| points::settle(&self.pool, app.store_key, request)).await
+    }
+
+    async fn points_sweep(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        with_retries(|| points::sweep(&self.pool, now_us, i64::from(limit))).await
+    }
+
     async fn points_summary(
         &self,
         app: &AppRecord,
@@ -519,25 +531,26 @@ impl Store for PostgresStore {
         Ok(Some(rows.into_iter().map(p::entry_of).collect()))
     }
 
-    async fn points_expiry_policy(
+    async fn points_policy(
         &self,
         app: &AppRecord,
-    ) -> StoreResult<huiliu_domain::points::ExpiryPolicy> {
-        let stored: Option<(String,)> = sqlx::query_as(huiliu_store::points::GET_SETTINGS)
+    ) -> StoreResult<huiliu_store::points::PointsPolicy> {
+        let stored: Option<(String, String)> = sqlx::query_as(huiliu_store::points::GET_SETTINGS)
             .bind(app.store_key)
             .fetch_optional(&self.pool)
             .await?;
-        huiliu_store::points::policy_of(stored.map(|(text,)| text))
+        huiliu_store::points::policy_of(stored)
     }
 
-    async fn put_points_expiry_policy(
+    async fn put_points_policy(
         &self,
         app: &AppRecord,
-        policy: &huiliu_domain::points::ExpiryPolicy,
+        policy: &huiliu_store::points::PointsPolicy,
     ) -> StoreResult<()> {
         sqlx::query(huiliu_store::points::PUT_SETTINGS)
             .bind(app.store_key)
-            .bind(serde_json::to_string(policy).map_err(StoreError::internal)?)
+            .bind(serde_json::to_string(&policy.expiry).map_err(StoreError::internal)?)
+            .bind(huiliu_store::points::shortfall_name(policy.shortfall))
             .bind(to_micros(Timestamp::now()))
             .execute(&self.pool)
             .await?;

@@ -1,14 +1,176 @@
-//! The points ledger on PostgreSQL: each transaction locks the user's account
-//! row first, so concurrent spends of one user run one after another and a
-//! balance check and its debit can never interleave.
+//! The points ledger on PostgreSQL: each write locks the user's account row
+//! first, so concurrent writes of one user run one after another and a balance
+//! check and its debit can never interleave.
 
-use huiliu_domain::points::{Lot, PointsError};
-use huiliu_store::points::{self as p, PointsOutcome, PointsReceipt, PointsRequest, PointsSummary};
-use huiliu_store::{sql, Earlier};
-use sqlx::PgPool;
+use huiliu_domain::points::ledger::{plan, Op, Plan};
+use huiliu_domain::points::{Points, PointsError};
+use huiliu_store::points::{
+    self as p, Cause, PointsOutcome, PointsReceipt, PointsRequest, SettleRequest, Target,
+};
+use huiliu_store::{sql, Earlier, IdempotencyKey};
+use sqlx::{PgConnection, PgPool};
 
 fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
+}
+
+/// Creates the account row if needed and locks it: the user's writes queue here.
+const LOCK_ACCOUNT: &str = "INSERT INTO points_accounts (app_seq, user_index, debt, updated_us)
+    VALUES ($1, $2, 0, $3)
+    ON CONFLICT (app_seq, user_index) DO UPDATE SET updated_us = points_accounts.updated_us
+    RETURNING debt";
+
+/// Locks the user's account and loads their points as the operation needs them.
+pub(crate) async fn load(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    user: i64,
+    op: &Op,
+    now: i64,
+) -> Result<Points, sqlx::Error> {
+    let debt: i64 = sqlx::query_scalar(LOCK_ACCOUNT)
+        .bind(app_seq)
+        .bind(user)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+    let lots: Vec<p::LotColumns> = sqlx::query_as(&p::live_lots_sql())
+        .bind(app_seq)
+        .bind(user)
+        .fetch_all(&mut *tx)
+        .await?;
+    let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
+        .bind(app_seq)
+        .bind(user)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut points = p::points_of(lots, holds, debt).map_err(decode)?;
+    for id in p::lots_to_load(&points, op) {
+        let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())
+            .bind(app_seq)
+            .bind(user)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(lot) = lot {
+            let lot = p::lot_of(lot);
+            points.lots.insert(lot.id, lot);
+        }
+    }
+    Ok(points)
+}
+
+/// Writes `plan` for `user`; the seq of its last entry (0 if it has none).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    user: i64,
+    op: &Op,
+    plan: &Plan,
+    reason: &str,
+    cause: &Cause,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let mut seq = 0;
+    for row in p::entry_rows(plan, op, reason, cause) {
+        seq = sqlx::query_scalar(p::INSERT_ENTRY)
+            .bind(app_seq)
+            .bind(user)
+            .bind(row.kind)
+            .bind(row.amount)
+            .bind(row.reason)
+            .bind(row.allocation)
+            .bind(now)
+            .bind(row.cause.kind)
+            .bind(row.cause.id)
+            .bind(row.refers_to)
+            .bind(row.shortfall)
+            .fetch_one(&mut *tx)
+            .await?;
+    }
+    for lot in &plan.changed_lots {
+        sqlx::query(p::UPDATE_LOT)
+            .bind(lot.remaining)
+            .bind(lot.voided)
+            .bind(lot.expired)
+            .bind(app_seq)
+            .bind(user)
+            .bind(lot.id as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let (new_lot, new_hold) = p::renamed(plan, seq);
+    if let Some(lot) = new_lot {
+        sqlx::query(p::INSERT_LOT)
+            .bind(app_seq)
+            .bind(user)
+            .bind(lot.id as i64)
+            .bind(lot.amount)
+            .bind(lot.remaining)
+            .bind(lot.expires_us)
+            .bind(lot.vests_us)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(hold) = new_hold {
+        sqlx::query(p::INSERT_HOLD)
+            .bind(app_seq)
+            .bind(user)
+            .bind(hold.id as i64)
+            .bind(serde_json::to_string(&hold.taken).map_err(decode)?)
+            .bind(hold.times_out_us)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for hold in &plan.settled_holds {
+        sqlx::query(p::DELETE_HOLD)
+            .bind(app_seq)
+            .bind(user)
+            .bind(*hold as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let s = plan.summary;
+    sqlx::query(p::SAVE_ACCOUNT)
+        .bind(app_seq)
+        .bind(user)
+        .bind(s.debt)
+        .bind(s.balance)
+        .bind(s.pending)
+        .bind(s.on_hold)
+        .bind(s.valid_until_us)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    Ok(seq)
+}
+
+async fn remember(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    scope: &str,
+    key: &IdempotencyKey,
+    receipt: &PointsReceipt,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sql::PUT_IDEMPOTENCY)
+        .bind(app_seq)
+        .bind(scope)
+        .bind(&key.key)
+        .bind(&key.request_hash)
+        .bind(serde_json::to_string(receipt).map_err(decode)?)
+        .bind(now)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+fn refused(error: PointsError) -> Result<PointsOutcome, sqlx::Error> {
+    match error {
+        PointsError::Insufficient { available } => Ok(PointsOutcome::Insufficient { available }),
+        other => Err(decode(other)),
+    }
 }
 
 pub(crate) async fn transact(
@@ -23,113 +185,137 @@ pub(crate) async fn transact(
         Some(Earlier::KeyReused) => return Ok(PointsOutcome::KeyReused),
         None => {}
     }
-    let user: Option<(i64,)> = sqlx::query_as(p::USER_INDEX)
+    let user: Option<i64> = sqlx::query_scalar(p::USER_INDEX)
         .bind(app_seq)
         .bind(request.user_id.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-    let Some((user,)) = user else {
+    let Some(user) = user else {
         return Ok(PointsOutcome::UnknownUser);
     };
     let now = request.now_us;
-    sqlx::query(p::ENSURE_ACCOUNT)
-        .bind(app_seq)
-        .bind(user)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    let (debt,): (i64,) = sqlx::query_as(
-        "SELECT debt FROM points_accounts WHERE app_seq = $1 AND user_index = $2 FOR UPDATE",
+    let op = p::op_of(&request.action);
+    let points = load(&mut tx, app_seq, user, &op, now).await?;
+    let plan = match plan(points, &op, now) {
+        Ok(plan) => plan,
+        Err(e) => return refused(e),
+    };
+    let seq = write(
+        &mut tx,
+        app_seq,
+        user,
+        &op,
+        &plan,
+        &request.reason,
+        &request.cause,
+        now,
     )
-    .bind(app_seq)
-    .bind(user)
-    .fetch_one(&mut *tx)
     .await?;
-    let lots: Vec<p::LotColumns> = sqlx::query_as(p::LIVE_LOTS)
-        .bind(app_seq)
-        .bind(user)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut points = p::points_of(lots, debt);
-    let insert_entry = |kind: &'static str, allocation: Option<String>| {
-        sqlx::query_scalar::<_, i64>(p::INSERT_ENTRY)
-            .bind(app_seq)
-            .bind(user)
-            .bind(kind)
-            .bind(request.amount)
-            .bind(&request.reason)
-            .bind(allocation)
-            .bind(now)
-    };
-    let seq = if request.amount > 0 {
-        let seq = insert_entry("earn", None).fetch_one(&mut *tx).await?;
-        points
-            .earn(Lot {
-                id: seq as u64,
-                amount: request.amount,
-                remaining: request.amount,
-                expires_us: request.expires_us,
-                vests_us: None,
-                voided: false,
-            })
-            .map_err(decode)?;
-        sqlx::query(p::INSERT_LOT)
-            .bind(app_seq)
-            .bind(user)
-            .bind(seq)
-            .bind(request.amount)
-            .bind(points.lots[&(seq as u64)].remaining)
-            .bind(request.expires_us)
-            .execute(&mut *tx)
-            .await?;
-        seq
-    } else {
-        let taken = match points.spend(-request.amount, now) {
-            Ok(taken) => taken,
-            Err(PointsError::Insufficient { available }) => {
-                return Ok(PointsOutcome::Insufficient { available })
-            }
-            Err(e) => return Err(decode(e)),
-        };
-        let allocation = serde_json::to_string(&taken).map_err(decode)?;
-        let seq = insert_entry("spend", Some(allocation))
-            .fetch_one(&mut *tx)
-            .await?;
-        for lot in taken.keys() {
-            sqlx::query(p::SET_LOT_REMAINING)
-                .bind(points.lots[lot].remaining)
-                .bind(app_seq)
-                .bind(user)
-                .bind(*lot as i64)
-                .execute(&mut *tx)
-                .await?;
-        }
-        seq
-    };
-    if points.debt != debt {
-        sqlx::query(p::SET_DEBT)
-            .bind(points.debt)
-            .bind(now)
-            .bind(app_seq)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let receipt = PointsReceipt {
-        transaction_id: p::transaction_id(seq),
-        balance: points.balance(now),
-    };
-    sqlx::query(sql::PUT_IDEMPOTENCY)
-        .bind(app_seq)
-        .bind(p::POINTS_SCOPE)
-        .bind(&key.key)
-        .bind(&key.request_hash)
-        .bind(serde_json::to_string(&receipt).map_err(decode)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let receipt = p::receipt_of(&plan, seq);
+    remember(&mut tx, app_seq, p::POINTS_SCOPE, key, &receipt, now).await?;
     tx.commit().await?;
     Ok(PointsOutcome::Done(receipt))
+}
+
+pub(crate) async fn settle(
+    pool: &PgPool,
+    app_seq: i64,
+    request: &SettleRequest,
+) -> Result<PointsOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let key = request.idempotency();
+    let target: Option<(i64, String, Option<String>, Option<i64>)> = sqlx::query_as(p::ENTRY)
+        .bind(app_seq)
+        .bind(request.entry)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((user_index, kind, allocation, refers_to)) = target else {
+        return Ok(PointsOutcome::UnknownEntry);
+    };
+    let target = Target {
+        user_index,
+        kind,
+        allocation,
+        refers_to,
+    };
+    let now = request.now_us;
+    let user = target.user_index;
+    let policy = settings(&mut tx, app_seq).await?.shortfall;
+    let op = match p::settle_op(request.entry, &target, request.action, policy) {
+        Ok(op) => op,
+        Err(outcome) => return Ok(outcome),
+    };
+    // The account lock first: a concurrent settlement of the same entry waits
+    // here and then finds the first one's answer.
+    let points = load(&mut tx, app_seq, user, &op, now).await?;
+    if let Some(Earlier::Replay(receipt)) =
+        crate::earlier(&mut tx, app_seq, p::SETTLE_SCOPE, &key).await?
+    {
+        return Ok(PointsOutcome::Replayed(receipt));
+    }
+    let settled_by: Option<(i64, String)> = sqlx::query_as(p::SETTLED_BY)
+        .bind(app_seq)
+        .bind(request.entry)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(by) = settled_by {
+        return Ok(p::already_settled(request.action, by));
+    }
+    let plan = match plan(points, &op, now) {
+        Ok(plan) => plan,
+        // The hold timed out: the sweep (or the next write) releases it.
+        Err(PointsError::Unknown) => {
+            return Ok(PointsOutcome::HoldSettled {
+                how: "timed_out".into(),
+            })
+        }
+        Err(e) => return refused(e),
+    };
+    let seq = write(
+        &mut tx,
+        app_seq,
+        user,
+        &op,
+        &plan,
+        &request.reason,
+        &request.cause,
+        now,
+    )
+    .await?;
+    let receipt = p::receipt_of(&plan, seq);
+    remember(&mut tx, app_seq, p::SETTLE_SCOPE, &key, &receipt, now).await?;
+    tx.commit().await?;
+    Ok(PointsOutcome::Done(receipt))
+}
+
+pub(crate) async fn settings(
+    tx: &mut PgConnection,
+    app_seq: i64,
+) -> Result<p::PointsPolicy, sqlx::Error> {
+    let stored: Option<(String, String)> = sqlx::query_as(p::GET_SETTINGS)
+        .bind(app_seq)
+        .fetch_optional(tx)
+        .await?;
+    p::policy_of(stored).map_err(decode)
+}
+
+/// Writes what time decided for accounts due at `now`; accounts another node
+/// is sweeping are skipped.
+pub(crate) async fn sweep(pool: &PgPool, now: i64, limit: i64) -> Result<usize, sqlx::Error> {
+    let due: Vec<(i64, i64)> = sqlx::query_as(p::DUE_ACCOUNTS)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    let cause = Cause::new("expiry", None);
+    for (app_seq, user) in &due {
+        let mut tx = pool.begin().await?;
+        let points = load(&mut tx, *app_seq, *user, &Op::Sweep, now).await?;
+        let plan = plan(points, &Op::Sweep, now).map_err(decode)?;
+        write(&mut tx, *app_seq, *user, &Op::Sweep, &plan, "", &cause, now).await?;
+        tx.commit().await?;
+    }
+    Ok(due.len())
 }
 
 pub(crate) async fn summary(
@@ -137,22 +323,40 @@ pub(crate) async fn summary(
     app_seq: i64,
     user_id: &str,
     now_us: i64,
-) -> Result<Option<PointsSummary>, sqlx::Error> {
-    let user: Option<(i64,)> = sqlx::query_as(p::USER_INDEX)
+) -> Result<Option<p::PointsSummary>, sqlx::Error> {
+    let user: Option<i64> = sqlx::query_scalar(p::USER_INDEX)
         .bind(app_seq)
         .bind(user_id)
         .fetch_optional(pool)
         .await?;
-    let Some((user,)) = user else { return Ok(None) };
-    let debt: Option<(i64,)> = sqlx::query_as(p::ACCOUNT_DEBT)
+    let Some(user) = user else { return Ok(None) };
+    let debt: Option<i64> = sqlx::query_scalar(p::ACCOUNT_DEBT)
         .bind(app_seq)
         .bind(user)
         .fetch_optional(pool)
         .await?;
-    let lots: Vec<p::LotColumns> = sqlx::query_as(p::LIVE_LOTS)
+    let lots: Vec<p::LotColumns> = sqlx::query_as(&p::live_lots_sql())
         .bind(app_seq)
         .bind(user)
         .fetch_all(pool)
         .await?;
-    Ok(Some(p::summary_of(lots, debt.map_or(0, |d| d.0), now_us)))
+    let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
+        .bind(app_seq)
+        .bind(user)
+        .fetch_all(pool)
+        .await?;
+    let mut points = p::points_of(lots, holds, debt.unwrap_or(0)).map_err(decode)?;
+    // Holds that timed out count as released: their lots may be empty now.
+    for id in p::lots_to_load(&points, &Op::Sweep) {
+        let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())
+            .bind(app_seq)
+            .bind(user)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+        if let Some(lot) = lot.map(p::lot_of) {
+            points.lots.insert(lot.id, lot);
+        }
+    }
+    Ok(Some(p::summary_of(points, now_us)))
 }

@@ -549,6 +549,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn points_settle(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::points::SettleRequest,
+    ) -> StoreResult<huiliu_store::points::PointsOutcome> {
+        let (app_seq, request) = (app.store_key, request.clone());
+        self.writer
+            .write(move |tx| points::settle(tx, app_seq, &request))
+            .await
+    }
+
+    async fn points_sweep(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        self.writer
+            .write(move |tx| points::sweep(tx, now_us, i64::from(limit)))
+            .await
+    }
+
     async fn points_summary(
         &self,
         app: &AppRecord,
@@ -584,32 +601,33 @@ impl Store for SqliteStore {
         Ok(Some(rows.into_iter().map(p::entry_of).collect()))
     }
 
-    async fn points_expiry_policy(
+    async fn points_policy(
         &self,
         app: &AppRecord,
-    ) -> StoreResult<huiliu_domain::points::ExpiryPolicy> {
-        let stored: Option<(String,)> = sqlx::query_as(huiliu_store::points::GET_SETTINGS)
+    ) -> StoreResult<huiliu_store::points::PointsPolicy> {
+        let stored: Option<(String, String)> = sqlx::query_as(huiliu_store::points::GET_SETTINGS)
             .bind(app.store_key)
             .fetch_optional(&self.reader)
             .await?;
-        huiliu_store::points::policy_of(stored.map(|(text,)| text))
+        huiliu_store::points::policy_of(stored)
     }
 
-    async fn put_points_expiry_policy(
+    async fn put_points_policy(
         &self,
         app: &AppRecord,
-        policy: &huiliu_domain::points::ExpiryPolicy,
+        policy: &huiliu_store::points::PointsPolicy,
     ) -> StoreResult<()> {
-        let (app_seq, text) = (
+        let (app_seq, expiry, shortfall) = (
             app.store_key,
-            serde_json::to_string(policy).map_err(StoreError::internal)?,
+            serde_json::to_string(&policy.expiry).map_err(StoreError::internal)?,
+            huiliu_store::points::shortfall_name(policy.shortfall),
         );
         let now = to_micros(Timestamp::now());
         self.writer
             .write(move |tx| {
                 tx.execute(
                     huiliu_store::points::PUT_SETTINGS,
-                    rusqlite::params![app_seq, text, now],
+                    rusqlite::params![app_seq, expiry, shortfall, now],
                 )
                 .map(drop)
                 .map_err(writer::to_store_error)

@@ -280,13 +280,30 @@ pub trait Store: Clone + Send + Sync + 'static {
         finished: &[messages::Finished],
     ) -> impl Future<Output = StoreResult<usize>> + Send;
 
-    /// Records a points earn (positive) or spend (negative) in one transaction with
-    /// its idempotency key; a spend beyond the balance writes nothing.
+    /// Records a points earn, spend or hold in one transaction with its
+    /// idempotency key; a spend or hold beyond the balance writes nothing.
     fn points_transaction(
         &self,
         app: &AppRecord,
         request: &points::PointsRequest,
     ) -> impl Future<Output = StoreResult<points::PointsOutcome>> + Send;
+
+    /// Captures or releases a hold, or reverses an earlier entry, in one
+    /// transaction; a retry of the same action answers as the first time.
+    fn points_settle(
+        &self,
+        app: &AppRecord,
+        request: &points::SettleRequest,
+    ) -> impl Future<Output = StoreResult<points::PointsOutcome>> + Send;
+
+    /// Writes what time decided for up to `limit` accounts due at `now_us`
+    /// (any app): expiry entries, timed-out holds released, cached figures
+    /// refreshed after a lot vested. How many accounts it went through.
+    fn points_sweep(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
 
     /// A user's points at `now_us`; `None` for a user huiliu has never seen.
     fn points_summary(
@@ -306,16 +323,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Option<Vec<points::PointsEntry>>>> + Send;
 
-    /// The app's default expiry policy for earned points.
-    fn points_expiry_policy(
+    /// The app's points policy (expiry, clawback shortfall).
+    fn points_policy(
         &self,
         app: &AppRecord,
-    ) -> impl Future<Output = StoreResult<huiliu_domain::points::ExpiryPolicy>> + Send;
+    ) -> impl Future<Output = StoreResult<points::PointsPolicy>> + Send;
 
-    fn put_points_expiry_policy(
+    fn put_points_policy(
         &self,
         app: &AppRecord,
-        policy: &huiliu_domain::points::ExpiryPolicy,
+        policy: &points::PointsPolicy,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Marks messages opened: each (user, tracking code, time) names a launch that

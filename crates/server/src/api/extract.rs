@@ -181,6 +181,20 @@ pub async fn json_object(
     Ok(object)
 }
 
+/// Like [`json_object`], but an empty body is an empty object (for actions
+/// whose fields are all optional).
+pub async fn json_object_or_empty(
+    body: Body,
+    limit: usize,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    json_object(Body::from(bytes), limit, allowed).await
+}
+
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 

@@ -55,6 +55,10 @@ use utoipa::OpenApi;
         messages::post_message,
         messages::get_message,
         points::post_transaction,
+        points::post_hold,
+        points::capture_hold,
+        points::release_hold,
+        points::reverse_transaction,
         points::get_points,
         points::get_history,
         points::get_settings,
@@ -79,7 +83,7 @@ use utoipa::OpenApi;
         (name = "templates", description = "Subscription-message templates and their field rules"),
         (name = "subscriptions", description = "Subscription answers and the credits they grant"),
         (name = "messages", description = "Subscription messages: queued, sent through WeChat with exact credit accounting, tracked"),
-        (name = "points", description = "The points ledger: earns and spends in whole points, lots with expiry"),
+        (name = "points", description = "The points ledger: earns, spends, holds and reversals in whole points, lots with expiry"),
         (name = "wechat", description = "The app's WeChat settings"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
         (name = "operations", description = "Probes and the API description"),
@@ -161,6 +165,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subscriptions", axum::routing::post(subscriptions::post_subscriptions))
         .route("/v1/users/{user_id}/subscriptions", get(subscriptions::get_user_subscriptions))
         .route("/v1/points/transactions", axum::routing::post(points::post_transaction))
+        .route(
+            "/v1/points/transactions/{transaction_id}/reverse",
+            axum::routing::post(points::reverse_transaction),
+        )
+        .route("/v1/points/holds", axum::routing::post(points::post_hold))
+        .route(
+            "/v1/points/holds/{transaction_id}/capture",
+            axum::routing::post(points::capture_hold),
+        )
+        .route(
+            "/v1/points/holds/{transaction_id}/release",
+            axum::routing::post(points::release_hold),
+        )
         .route("/v1/points/settings", get(points::get_settings).put(points::put_settings))
         .route("/v1/users/{user_id}/points", get(points::get_points))
         .route("/v1/users/{user_id}/points/history", get(points::get_history))

@@ -11,6 +11,8 @@
 //!
 //! Everything is in whole points (`i64`); time is microseconds since the epoch.
 
+pub mod ledger;
+
 use std::collections::BTreeMap;
 
 /// One earn's points.
@@ -25,8 +27,10 @@ pub struct Lot {
     /// A pending earn vests at this time (the refund window); until then it is
     /// not spendable. `None`: vested at once.
     pub vests_us: Option<i64>,
-    /// A pending earn that was voided before vesting.
+    /// A pending earn that was voided before vesting, or an earn reversed.
     pub voided: bool,
+    /// Points that expired out of it (a clawback does not count them as spent).
+    pub expired: i64,
 }
 
 impl Lot {
@@ -265,12 +269,13 @@ impl Points {
             return Err(PointsError::Settled);
         }
         let taken = std::mem::take(&mut lot.remaining);
-        let shortfall = lot.amount - taken;
+        // What was spent (or is held) is short; what expired is gone anyway.
+        let shortfall = lot.amount - taken - lot.expired;
         lot.voided = true;
         match policy {
             ShortfallPolicy::AllowDebt => {
                 self.debt += shortfall;
-                Ok((lot.amount, 0))
+                Ok((taken + shortfall, 0))
             }
             ShortfallPolicy::Cap => Ok((taken, shortfall)),
         }
@@ -281,7 +286,9 @@ impl Points {
         let mut expired = Vec::new();
         for lot in self.lots.values_mut() {
             if !lot.voided && lot.expires_us.is_some_and(|e| e <= now_us) && lot.remaining > 0 {
-                expired.push((lot.id, std::mem::take(&mut lot.remaining)));
+                let points = std::mem::take(&mut lot.remaining);
+                lot.expired += points;
+                expired.push((lot.id, points));
             }
         }
         expired
@@ -346,6 +353,7 @@ mod tests {
             expires_us,
             vests_us: None,
             voided: false,
+            expired: 0,
         }
     }
 
