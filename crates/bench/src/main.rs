@@ -9,6 +9,7 @@
 
 mod analytics;
 mod dispatch;
+mod ledger;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -57,6 +58,8 @@ enum Command {
     Analytics(analytics::AnalyticsArgs),
     /// Subscription messages end to end (POST → sent) through the fake WeChat.
     Dispatch(dispatch::DispatchArgs),
+    /// Points ledger transactions over HTTP beside the raw single-row commit rate.
+    Ledger(ledger::LedgerArgs),
     /// Write the same kind of events as JSONL, for timing `huiliu import`.
     Events {
         #[arg(long, default_value_t = 200_000)]
@@ -88,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         } => (store, events, batch, clients, rounds, users),
         Command::Analytics(args) => return analytics::run(args),
         Command::Dispatch(args) => return dispatch::run(args).await,
+        Command::Ledger(args) => return ledger::run(args).await,
         Command::Events { events, users, out } => {
             use std::io::Write;
             let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);

@@ -51,6 +51,14 @@ pub async fn open_store(url: &str) -> StoreResult<AnyStore> {
 }
 
 impl AnyStore {
+    /// The store's raw single-row commit rate (see each backend's `raw_commit_baseline`).
+    pub async fn raw_commit_baseline(&self, rows: usize, clients: usize) -> StoreResult<f64> {
+        match self {
+            AnyStore::Sqlite(s) => s.raw_commit_baseline(rows).await,
+            AnyStore::Postgres(s) => s.raw_commit_baseline(rows, clients).await,
+        }
+    }
+
     /// The store's plain bulk-insert rate for these rows (see each backend's `raw_insert_baseline`).
     pub async fn raw_insert_baseline(
         &self,

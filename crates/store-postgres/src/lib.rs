@@ -47,7 +47,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to a `postgres://` URL and applies pending migrations.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        Self::open_with_pool_size(url, 16).await
+        Self::open_with_pool_size(url, 32).await
     }
 
     pub async fn open_with_pool_size(url: &str, max_connections: u32) -> StoreResult<Self> {
@@ -65,6 +65,49 @@ impl PostgresStore {
             StoreError::Config(format!("cannot migrate the PostgreSQL database: {e}"))
         })?;
         Ok(Self { pool })
+    }
+
+    /// The database's raw single-row commit rate: `rows` one-row `INSERT`s into a
+    /// bare table, each its own transaction (autocommit), from `clients`
+    /// connections at once. Rows per second; the table is dropped afterwards.
+    pub async fn raw_commit_baseline(&self, rows: usize, clients: usize) -> StoreResult<f64> {
+        sqlx::raw_sql(
+            "DROP TABLE IF EXISTS bench_raw_commits;
+             CREATE TABLE bench_raw_commits (id BIGSERIAL PRIMARY KEY, user_index BIGINT NOT NULL,
+               amount BIGINT NOT NULL, created_us BIGINT NOT NULL);",
+        )
+        .execute(&self.pool)
+        .await?;
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = std::time::Instant::now();
+        let workers: Vec<_> = (0..clients.max(1))
+            .map(|_| {
+                let (pool, next) = (self.pool.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= rows {
+                            return Ok::<_, sqlx::Error>(());
+                        }
+                        let i = i as i64;
+                        sqlx::query("INSERT INTO bench_raw_commits (user_index, amount, created_us) VALUES ($1, $2, $3)")
+                            .bind(i % 100_000)
+                            .bind(i % 97 + 1)
+                            .bind(i)
+                            .execute(&pool)
+                            .await?;
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.map_err(StoreError::internal)??;
+        }
+        let rate = rows as f64 / started.elapsed().as_secs_f64();
+        sqlx::query("DROP TABLE bench_raw_commits")
+            .execute(&self.pool)
+            .await?;
+        Ok(rate)
     }
 
     /// The plain bulk-load rate of this database for the given rows: `COPY` into a

@@ -14,36 +14,44 @@ fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
 }
 
-/// Creates the account row if needed and locks it: the user's writes queue here.
+/// Creates the account row of user $2 (app $1) if needed and locks it, at $3:
+/// the user's writes queue here. No row: huiliu has never seen the user.
 const LOCK_ACCOUNT: &str = "INSERT INTO points_accounts (app_seq, user_index, debt, updated_us)
-    VALUES ($1, $2, 0, $3)
+    SELECT $1, user_index, 0, $3 FROM users WHERE app_seq = $1 AND user_id = $2
     ON CONFLICT (app_seq, user_index) DO UPDATE SET updated_us = points_accounts.updated_us
-    RETURNING debt";
+    RETURNING user_index, debt, on_hold";
 
-/// Locks the user's account and loads their points as the operation needs them.
+/// The same for a user known by index ($2).
+const LOCK_ACCOUNT_BY_INDEX: &str =
+    "INSERT INTO points_accounts (app_seq, user_index, debt, updated_us) VALUES ($1, $2, 0, $3)
+    ON CONFLICT (app_seq, user_index) DO UPDATE SET updated_us = points_accounts.updated_us
+    RETURNING user_index, debt, on_hold";
+
+/// A locked account: (user_index, debt, on_hold).
+type Locked = (i64, i64, i64);
+
+/// Loads the locked user's points as the operation needs them (holds only
+/// when the account says some points are on hold).
 pub(crate) async fn load(
     tx: &mut PgConnection,
     app_seq: i64,
-    user: i64,
+    (user, debt, on_hold): Locked,
     op: &Op,
-    now: i64,
 ) -> Result<Points, sqlx::Error> {
-    let debt: i64 = sqlx::query_scalar(LOCK_ACCOUNT)
-        .bind(app_seq)
-        .bind(user)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
     let lots: Vec<p::LotColumns> = sqlx::query_as(&p::live_lots_sql())
         .bind(app_seq)
         .bind(user)
         .fetch_all(&mut *tx)
         .await?;
-    let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
-        .bind(app_seq)
-        .bind(user)
-        .fetch_all(&mut *tx)
-        .await?;
+    let holds: Vec<p::HoldColumns> = if on_hold > 0 {
+        sqlx::query_as(p::HOLDS)
+            .bind(app_seq)
+            .bind(user)
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        Vec::new()
+    };
     let mut points = p::points_of(lots, holds, debt).map_err(decode)?;
     for id in p::lots_to_load(&points, op) {
         let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())
@@ -58,6 +66,20 @@ pub(crate) async fn load(
         }
     }
     Ok(points)
+}
+
+async fn lock_by_index(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    user: i64,
+    now: i64,
+) -> Result<Locked, sqlx::Error> {
+    sqlx::query_as(LOCK_ACCOUNT_BY_INDEX)
+        .bind(app_seq)
+        .bind(user)
+        .bind(now)
+        .fetch_one(tx)
+        .await
 }
 
 /// Writes `plan` for `user`; the seq of its last entry (0 if it has none).
@@ -185,17 +207,19 @@ pub(crate) async fn transact(
         Some(Earlier::KeyReused) => return Ok(PointsOutcome::KeyReused),
         None => {}
     }
-    let user: Option<i64> = sqlx::query_scalar(p::USER_INDEX)
+    let now = request.now_us;
+    let locked: Option<Locked> = sqlx::query_as(LOCK_ACCOUNT)
         .bind(app_seq)
         .bind(request.user_id.as_str())
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-    let Some(user) = user else {
+    let Some(locked) = locked else {
         return Ok(PointsOutcome::UnknownUser);
     };
-    let now = request.now_us;
+    let user = locked.0;
     let op = p::op_of(&request.action);
-    let points = load(&mut tx, app_seq, user, &op, now).await?;
+    let points = load(&mut tx, app_seq, locked, &op).await?;
     let plan = match plan(points, &op, now) {
         Ok(plan) => plan,
         Err(e) => return refused(e),
@@ -247,7 +271,8 @@ pub(crate) async fn settle(
     };
     // The account lock first: a concurrent settlement of the same entry waits
     // here and then finds the first one's answer.
-    let points = load(&mut tx, app_seq, user, &op, now).await?;
+    let locked = lock_by_index(&mut tx, app_seq, user, now).await?;
+    let points = load(&mut tx, app_seq, locked, &op).await?;
     if let Some(Earlier::Replay(receipt)) =
         crate::earlier(&mut tx, app_seq, p::SETTLE_SCOPE, &key).await?
     {
@@ -310,7 +335,8 @@ pub(crate) async fn sweep(pool: &PgPool, now: i64, limit: i64) -> Result<usize, 
     let cause = Cause::new("expiry", None);
     for (app_seq, user) in &due {
         let mut tx = pool.begin().await?;
-        let points = load(&mut tx, *app_seq, *user, &Op::Sweep, now).await?;
+        let locked = lock_by_index(&mut tx, *app_seq, *user, now).await?;
+        let points = load(&mut tx, *app_seq, locked, &Op::Sweep).await?;
         let plan = plan(points, &Op::Sweep, now).map_err(decode)?;
         write(&mut tx, *app_seq, *user, &Op::Sweep, &plan, "", &cause, now).await?;
         tx.commit().await?;

@@ -92,6 +92,51 @@ impl SqliteStore {
     }
 
     /// The plain write rate of this database for the given rows: one prepared
+    /// The database's raw single-row commit rate: `rows` one-row `INSERT`s into a
+    /// bare table, each its own transaction, back to back on one connection with
+    /// the writer's settings (SQLite has one writer at a time, so more clients
+    /// only queue). Rows per second; the table is dropped afterwards.
+    pub async fn raw_commit_baseline(&self, rows: usize) -> StoreResult<f64> {
+        self.writer
+            .write(move |tx| {
+                tx.execute_batch(
+                    "DROP TABLE IF EXISTS bench_raw_commits;
+                     CREATE TABLE bench_raw_commits (id INTEGER PRIMARY KEY, user_index INTEGER NOT NULL,
+                       amount INTEGER NOT NULL, created_us INTEGER NOT NULL);",
+                )
+                .map_err(writer::to_store_error)
+            })
+            .await?;
+        // The writer runs jobs inside its own transaction; a connection of our own
+        // commits each row by itself.
+        let path = self.path.clone();
+        let rate = tokio::task::spawn_blocking(move || -> StoreResult<f64> {
+            let connection = rusqlite::Connection::open(&path).map_err(writer::to_store_error)?;
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                .map_err(writer::to_store_error)?;
+            let mut insert = connection
+                .prepare("INSERT INTO bench_raw_commits (user_index, amount, created_us) VALUES (?1, ?2, ?3)")
+                .map_err(writer::to_store_error)?;
+            let started = std::time::Instant::now();
+            for i in 0..rows as i64 {
+                insert
+                    .execute(rusqlite::params![i % 100_000, i % 97 + 1, i])
+                    .map_err(writer::to_store_error)?;
+            }
+            Ok(rows as f64 / started.elapsed().as_secs_f64())
+        })
+        .await
+        .map_err(StoreError::internal)??;
+        self.writer
+            .write(|tx| {
+                tx.execute_batch("DROP TABLE bench_raw_commits")
+                    .map_err(writer::to_store_error)
+            })
+            .await?;
+        Ok(rate)
+    }
+
     /// `INSERT` per row into a copy of the events table (bare, or with the events
     /// table's indexes), one commit per batch, no dedupe check and no user lookups.
     /// Benchmarks compare ingest to it.
