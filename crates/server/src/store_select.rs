@@ -322,6 +322,16 @@ impl Store for AnyStore {
         dispatch!(self, s => s.points_history(app, user_id, before_seq, limit))
     }
 
+    async fn points_liability(
+        &self,
+        app: &AppRecord,
+        now_us: i64,
+        horizons_us: [i64; 2],
+        periods: &[(i64, i64)],
+    ) -> StoreResult<huiliu_store::points::Liability> {
+        dispatch!(self, s => s.points_liability(app, now_us, horizons_us, periods))
+    }
+
     async fn points_policy(
         &self,
         app: &AppRecord,

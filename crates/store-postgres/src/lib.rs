@@ -574,6 +574,45 @@ impl Store for PostgresStore {
         Ok(Some(rows.into_iter().map(p::entry_of).collect()))
     }
 
+    async fn points_liability(
+        &self,
+        app: &AppRecord,
+        now_us: i64,
+        horizons_us: [i64; 2],
+        periods: &[(i64, i64)],
+    ) -> StoreResult<huiliu_store::points::Liability> {
+        use huiliu_store::points as p;
+        let (live, pending, soon, later): (i64, i64, i64, i64) = sqlx::query_as(p::LIABILITY_LOTS)
+            .bind(app.store_key)
+            .bind(now_us)
+            .bind(horizons_us[0])
+            .bind(horizons_us[1])
+            .fetch_one(&self.pool)
+            .await?;
+        let (debt, on_hold): (i64, i64) = sqlx::query_as(p::LIABILITY_ACCOUNTS)
+            .bind(app.store_key)
+            .fetch_one(&self.pool)
+            .await?;
+        let mut sums = Vec::with_capacity(periods.len());
+        for (from, to) in periods {
+            let rows: Vec<(String, i64)> = sqlx::query_as(p::LIABILITY_PERIOD)
+                .bind(app.store_key)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+            sums.push(rows.into_iter().collect());
+        }
+        Ok(p::Liability {
+            outstanding: live - debt,
+            pending,
+            on_hold,
+            debt,
+            expiring: [soon, later],
+            periods: sums,
+        })
+    }
+
     async fn points_policy(
         &self,
         app: &AppRecord,

@@ -323,6 +323,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Option<Vec<points::PointsEntry>>>> + Send;
 
+    /// What the app owes in points at `now_us`: outstanding, pending, on hold,
+    /// expiring before each of `horizons_us`, and the entries of each period
+    /// `[from, to)` summed by kind.
+    fn points_liability(
+        &self,
+        app: &AppRecord,
+        now_us: i64,
+        horizons_us: [i64; 2],
+        periods: &[(i64, i64)],
+    ) -> impl Future<Output = StoreResult<points::Liability>> + Send;
+
     /// The app's points policy (expiry, clawback shortfall).
     fn points_policy(
         &self,

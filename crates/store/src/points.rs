@@ -606,3 +606,37 @@ pub const DUE_ACCOUNTS: &str = "SELECT app_seq, user_index FROM points_accounts
     WHERE valid_until_us <= $1
     UNION SELECT app_seq, user_index FROM points_holds WHERE times_out_us <= $1
     LIMIT $2";
+
+/// What an app owes in points, for `GET /v1/loyalty/liability`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Liability {
+    /// Spendable now, all users (live lots less debt).
+    pub outstanding: i64,
+    pub pending: i64,
+    pub on_hold: i64,
+    pub debt: i64,
+    /// Of the live points, what expires within the first and second horizon.
+    pub expiring: [i64; 2],
+    /// Per period asked for: Σ amount by entry kind.
+    pub periods: Vec<std::collections::BTreeMap<String, i64>>,
+}
+
+/// App $1's lots at $2: live, pending, expiring before $3 and before $4.
+pub const LIABILITY_LOTS: &str = "WITH q AS (SELECT $1 AS app, $2 AS now, $3 AS h1, $4 AS h2)
+    SELECT
+      CAST(COALESCE(SUM(CASE WHEN (vests_us IS NULL OR vests_us <= q.now)
+            AND (expires_us IS NULL OR expires_us > q.now) THEN remaining ELSE 0 END), 0) AS BIGINT),
+      CAST(COALESCE(SUM(CASE WHEN vests_us > q.now THEN remaining ELSE 0 END), 0) AS BIGINT),
+      CAST(COALESCE(SUM(CASE WHEN (vests_us IS NULL OR vests_us <= q.now)
+            AND expires_us > q.now AND expires_us <= q.h1 THEN remaining ELSE 0 END), 0) AS BIGINT),
+      CAST(COALESCE(SUM(CASE WHEN (vests_us IS NULL OR vests_us <= q.now)
+            AND expires_us > q.now AND expires_us <= q.h2 THEN remaining ELSE 0 END), 0) AS BIGINT)
+    FROM points_lots, q WHERE app_seq = q.app AND remaining > 0 AND NOT voided";
+
+/// App $1's accounts: Σ debt, Σ on hold.
+pub const LIABILITY_ACCOUNTS: &str = "SELECT CAST(COALESCE(SUM(debt), 0) AS BIGINT),
+    CAST(COALESCE(SUM(on_hold), 0) AS BIGINT) FROM points_accounts WHERE app_seq = $1";
+
+/// App $1's entries in [$2, $3): kind, Σ amount.
+pub const LIABILITY_PERIOD: &str = "SELECT kind, CAST(SUM(amount) AS BIGINT) FROM points_entries
+    WHERE app_seq = $1 AND created_us >= $2 AND created_us < $3 GROUP BY kind";

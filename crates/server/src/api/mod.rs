@@ -8,6 +8,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod home;
+pub mod liability;
 pub mod messages;
 pub mod points;
 pub mod subscriptions;
@@ -56,6 +57,7 @@ use utoipa::OpenApi;
         messages::get_message,
         points::post_transaction,
         points::post_hold,
+        liability::get_liability,
         points::capture_hold,
         points::release_hold,
         points::reverse_transaction,
@@ -170,6 +172,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(points::reverse_transaction),
         )
         .route("/v1/points/holds", axum::routing::post(points::post_hold))
+        .route("/v1/loyalty/liability", get(liability::get_liability))
         .route(
             "/v1/points/holds/{transaction_id}/capture",
             axum::routing::post(points::capture_hold),

@@ -332,4 +332,43 @@ both_stores! {
         let view = points(&app, "u1").await;
         assert_eq!((view["balance"].as_i64(), view["on_hold"].as_i64()), (Some(1000 - 30 * captures as i64), Some(0)), "{view}");
     }
+
+    async fn the_liability_report_adds_up_what_the_app_owes(app: TestApp) {
+        for user in ["u1", "u2", "u3"] {
+            app.put_user(user, "{}").await;
+        }
+        transact(&app, json!({"user_id": "u1", "amount": 100, "reason": "a", "idempotency_key": "e1", "expires_at": in_seconds(10.0 * 86400.0)})).await;
+        transact(&app, json!({"user_id": "u1", "amount": 200, "reason": "b", "idempotency_key": "e2", "expires_at": in_seconds(60.0 * 86400.0)})).await;
+        transact(&app, json!({"user_id": "u2", "amount": 400, "reason": "c", "idempotency_key": "e3"})).await;
+        transact(&app, json!({"user_id": "u2", "amount": 50, "reason": "d", "idempotency_key": "e4", "vests_at": in_seconds(86400.0)})).await;
+        transact(&app, json!({"user_id": "u2", "amount": -150, "reason": "spend", "idempotency_key": "s1"})).await;
+        post(&app, "/v1/points/holds", json!({"user_id": "u2", "amount": 30, "reason": "redeem", "idempotency_key": "h1"})).await;
+        let (_, bonus) = transact(&app, json!({"user_id": "u3", "amount": 80, "reason": "bonus", "idempotency_key": "e5"})).await;
+        transact(&app, json!({"user_id": "u3", "amount": -60, "reason": "spend", "idempotency_key": "s2"})).await;
+        post(&app, &format!("/v1/points/transactions/{}/reverse", bonus["transaction_id"].as_str().unwrap()), json!({})).await;
+        transact(&app, json!({"user_id": "u1", "amount": 7, "reason": "short-lived", "idempotency_key": "e6", "expires_at": in_seconds(1.0)})).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        app.store.points_sweep(huiliu_domain::time::to_micros(jiff::Timestamp::now()), 100).await.unwrap();
+
+        let (status, report) = app.get("/v1/loyalty/liability?months=2", Some(&app.secret_key)).await;
+        assert_eq!(status, 200, "{report}");
+        // u1 300 + u2 (400 − 150 − 30) + u3 (debt 60 after the clawback; 7 expired, 0 live) = 520 − 60.
+        assert_eq!(report["outstanding"], 460, "{report}");
+        assert_eq!((report["pending"].as_i64(), report["on_hold"].as_i64(), report["debt"].as_i64()), (Some(50), Some(30), Some(60)));
+        assert_eq!((report["expiring_30_days"].as_i64(), report["expiring_90_days"].as_i64()), (Some(100), Some(300)));
+        let months = report["months"].as_array().unwrap();
+        assert_eq!(months.len(), 2);
+        let this = &months[1];
+        assert_eq!(this["month"].as_str().unwrap(), jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap()).strftime("%Y-%m").to_string());
+        assert_eq!((this["issued"].as_i64(), this["redeemed"].as_i64(), this["expired"].as_i64(), this["reversed"].as_i64()), (Some(837), Some(240), Some(7), Some(-80)), "{this}");
+        assert_eq!(months[0]["issued"], 0);
+        for bad in ["months=0", "months=37", "months=x"] {
+            let (status, _) = app.get(&format!("/v1/loyalty/liability?{bad}"), Some(&app.secret_key)).await;
+            assert_eq!(status, 422, "{bad}");
+        }
+        assert_eq!(app.get("/v1/loyalty/liability?month=2", Some(&app.secret_key)).await.0, 400);
+        let (_, other_key) = app.other_app().await;
+        let (_, theirs) = app.get("/v1/loyalty/liability", Some(&other_key)).await;
+        assert_eq!((theirs["outstanding"].as_i64(), theirs["months"].as_array().map(Vec::len)), (Some(0), Some(12)), "another app sees only its own");
+    }
 }
