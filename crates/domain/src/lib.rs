@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod mall;
 pub mod messages;
 pub mod points;
 pub mod secrets;

@@ -332,6 +332,97 @@ impl Store for AnyStore {
         dispatch!(self, s => s.points_liability(app, now_us, horizons_us, periods))
     }
 
+    async fn put_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        spec: &huiliu_domain::mall::RewardSpec,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.put_reward(app, key, spec, now_us))
+    }
+
+    async fn rewards(&self, app: &AppRecord) -> StoreResult<Vec<huiliu_store::mall::Reward>> {
+        dispatch!(self, s => s.rewards(app))
+    }
+
+    async fn reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+    ) -> StoreResult<Option<huiliu_store::mall::Reward>> {
+        dispatch!(self, s => s.reward(app, key))
+    }
+
+    async fn add_coupon_codes(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        codes: &[String],
+        now_us: i64,
+    ) -> StoreResult<Option<(usize, usize)>> {
+        dispatch!(self, s => s.add_coupon_codes(app, key, codes, now_us))
+    }
+
+    async fn redeem(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::mall::RedeemRequest,
+    ) -> StoreResult<huiliu_store::mall::RedeemOutcome> {
+        dispatch!(self, s => s.redeem(app, request))
+    }
+
+    async fn redemption(
+        &self,
+        app: &AppRecord,
+        id: i64,
+    ) -> StoreResult<Option<huiliu_store::mall::Redemption>> {
+        dispatch!(self, s => s.redemption(app, id))
+    }
+
+    async fn redemption_action(
+        &self,
+        app: &AppRecord,
+        id: i64,
+        action: huiliu_store::mall::RedemptionAction,
+        now_us: i64,
+    ) -> StoreResult<huiliu_store::mall::ActionOutcome> {
+        dispatch!(self, s => s.redemption_action(app, id, action, now_us))
+    }
+
+    async fn put_tier_config(
+        &self,
+        app: &AppRecord,
+        config: &huiliu_domain::tiers::TierConfig,
+        now_us: i64,
+    ) -> StoreResult<i64> {
+        dispatch!(self, s => s.put_tier_config(app, config, now_us))
+    }
+
+    async fn tier_config(
+        &self,
+        app: &AppRecord,
+    ) -> StoreResult<Option<(i64, huiliu_domain::tiers::TierConfig)>> {
+        dispatch!(self, s => s.tier_config(app))
+    }
+
+    async fn membership(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<huiliu_store::tiers::Membership>> {
+        dispatch!(self, s => s.membership(app, user_id, now_us))
+    }
+
+    async fn add_growth(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::tiers::GrowthRequest,
+    ) -> StoreResult<huiliu_store::tiers::GrowthOutcome> {
+        dispatch!(self, s => s.add_growth(app, request))
+    }
+
     async fn points_policy(
         &self,
         app: &AppRecord,

@@ -7,6 +7,7 @@
 
 mod activity;
 mod ingest;
+mod mall;
 mod outbox;
 mod points;
 mod subscriptions;
@@ -637,6 +638,113 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn put_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        spec: &huiliu_domain::mall::RewardSpec,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        Ok(mall::put_reward(&self.pool, app.store_key, key, spec, now_us).await?)
+    }
+
+    async fn rewards(&self, app: &AppRecord) -> StoreResult<Vec<huiliu_store::mall::Reward>> {
+        Ok(mall::rewards(&self.pool, app.store_key).await?)
+    }
+
+    async fn reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+    ) -> StoreResult<Option<huiliu_store::mall::Reward>> {
+        let mut connection = self.pool.acquire().await?;
+        Ok(mall::reward(&mut connection, app.store_key, key).await?)
+    }
+
+    async fn add_coupon_codes(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        codes: &[String],
+        now_us: i64,
+    ) -> StoreResult<Option<(usize, usize)>> {
+        with_retries(|| mall::add_codes(&self.pool, app.store_key, key, codes, now_us)).await
+    }
+
+    async fn redeem(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::mall::RedeemRequest,
+    ) -> StoreResult<huiliu_store::mall::RedeemOutcome> {
+        with_retries(|| mall::redeem(&self.pool, app.store_key, &app.timezone, request)).await
+    }
+
+    async fn redemption(
+        &self,
+        app: &AppRecord,
+        id: i64,
+    ) -> StoreResult<Option<huiliu_store::mall::Redemption>> {
+        Ok(mall::get_redemption(&self.pool, app.store_key, id).await?)
+    }
+
+    async fn redemption_action(
+        &self,
+        app: &AppRecord,
+        id: i64,
+        action: huiliu_store::mall::RedemptionAction,
+        now_us: i64,
+    ) -> StoreResult<huiliu_store::mall::ActionOutcome> {
+        with_retries(|| mall::act(&self.pool, app.store_key, id, action, now_us)).await
+    }
+
+    async fn put_tier_config(
+        &self,
+        app: &AppRecord,
+        config: &huiliu_domain::tiers::TierConfig,
+        now_us: i64,
+    ) -> StoreResult<i64> {
+        with_retries(|| mall::put_tier_config(&self.pool, app.store_key, config, now_us)).await
+    }
+
+    async fn tier_config(
+        &self,
+        app: &AppRecord,
+    ) -> StoreResult<Option<(i64, huiliu_domain::tiers::TierConfig)>> {
+        let stored: Option<(i64, String)> = sqlx::query_as(huiliu_store::tiers::LATEST_CONFIG)
+            .bind(app.store_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        stored
+            .map(|(v, c)| huiliu_store::tiers::config_of(&c).map(|c| (v, c)))
+            .transpose()
+    }
+
+    async fn membership(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<huiliu_store::tiers::Membership>> {
+        with_retries(|| {
+            mall::membership(
+                &self.pool,
+                app.store_key,
+                user_id.as_str(),
+                &app.timezone,
+                now_us,
+            )
+        })
+        .await
+    }
+
+    async fn add_growth(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::tiers::GrowthRequest,
+    ) -> StoreResult<huiliu_store::tiers::GrowthOutcome> {
+        with_retries(|| mall::add_growth(&self.pool, app.store_key, &app.timezone, request)).await
     }
 
     async fn mark_opened(

@@ -28,7 +28,7 @@ const LOCK_ACCOUNT_BY_INDEX: &str =
     RETURNING user_index, debt, on_hold";
 
 /// A locked account: (user_index, debt, on_hold).
-type Locked = (i64, i64, i64);
+pub(crate) type Locked = (i64, i64, i64);
 
 /// Loads the locked user's points as the operation needs them (holds only
 /// when the account says some points are on hold).
@@ -68,7 +68,7 @@ pub(crate) async fn load(
     Ok(points)
 }
 
-async fn lock_by_index(
+pub(crate) async fn lock_by_index(
     tx: &mut PgConnection,
     app_seq: i64,
     user: i64,

@@ -9,6 +9,7 @@
 
 mod activity;
 mod ingest;
+mod mall;
 mod outbox;
 mod points;
 mod subscriptions;
@@ -716,6 +717,133 @@ impl Store for SqliteStore {
                 .map(drop)
                 .map_err(writer::to_store_error)
             })
+            .await
+    }
+
+    async fn put_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        spec: &huiliu_domain::mall::RewardSpec,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        let (app_seq, key, spec) = (app.store_key, key.to_string(), spec.clone());
+        self.writer
+            .write(move |tx| mall::put_reward(tx, app_seq, &key, &spec, now_us))
+            .await
+    }
+
+    async fn rewards(&self, app: &AppRecord) -> StoreResult<Vec<huiliu_store::mall::Reward>> {
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| mall::rewards(tx, app_seq))
+            .await
+    }
+
+    async fn reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+    ) -> StoreResult<Option<huiliu_store::mall::Reward>> {
+        let (app_seq, key) = (app.store_key, key.to_string());
+        self.writer
+            .write(move |tx| mall::one_reward(tx, app_seq, &key))
+            .await
+    }
+
+    async fn add_coupon_codes(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        codes: &[String],
+        now_us: i64,
+    ) -> StoreResult<Option<(usize, usize)>> {
+        let (app_seq, key, codes) = (app.store_key, key.to_string(), codes.to_vec());
+        self.writer
+            .write(move |tx| mall::add_codes(tx, app_seq, &key, &codes, now_us))
+            .await
+    }
+
+    async fn redeem(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::mall::RedeemRequest,
+    ) -> StoreResult<huiliu_store::mall::RedeemOutcome> {
+        let (app_seq, zone, request) = (app.store_key, app.timezone.clone(), request.clone());
+        self.writer
+            .write(move |tx| mall::redeem(tx, app_seq, &zone, &request))
+            .await
+    }
+
+    async fn redemption(
+        &self,
+        app: &AppRecord,
+        id: i64,
+    ) -> StoreResult<Option<huiliu_store::mall::Redemption>> {
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| mall::get_redemption(tx, app_seq, id))
+            .await
+    }
+
+    async fn redemption_action(
+        &self,
+        app: &AppRecord,
+        id: i64,
+        action: huiliu_store::mall::RedemptionAction,
+        now_us: i64,
+    ) -> StoreResult<huiliu_store::mall::ActionOutcome> {
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| mall::act(tx, app_seq, id, action, now_us))
+            .await
+    }
+
+    async fn put_tier_config(
+        &self,
+        app: &AppRecord,
+        config: &huiliu_domain::tiers::TierConfig,
+        now_us: i64,
+    ) -> StoreResult<i64> {
+        let (app_seq, config) = (app.store_key, config.clone());
+        self.writer
+            .write(move |tx| mall::put_tier_config(tx, app_seq, &config, now_us))
+            .await
+    }
+
+    async fn tier_config(
+        &self,
+        app: &AppRecord,
+    ) -> StoreResult<Option<(i64, huiliu_domain::tiers::TierConfig)>> {
+        let stored: Option<(i64, String)> = sqlx::query_as(huiliu_store::tiers::LATEST_CONFIG)
+            .bind(app.store_key)
+            .fetch_optional(&self.reader)
+            .await?;
+        stored
+            .map(|(v, c)| huiliu_store::tiers::config_of(&c).map(|c| (v, c)))
+            .transpose()
+    }
+
+    async fn membership(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<huiliu_store::tiers::Membership>> {
+        let (app_seq, zone, user_id) = (app.store_key, app.timezone.clone(), user_id.clone());
+        self.writer
+            .write(move |tx| mall::membership(tx, app_seq, user_id.as_str(), &zone, now_us))
+            .await
+    }
+
+    async fn add_growth(
+        &self,
+        app: &AppRecord,
+        request: &huiliu_store::tiers::GrowthRequest,
+    ) -> StoreResult<huiliu_store::tiers::GrowthOutcome> {
+        let (app_seq, zone, request) = (app.store_key, app.timezone.clone(), request.clone());
+        self.writer
+            .write(move |tx| mall::add_growth(tx, app_seq, &zone, &request))
             .await
     }
 

@@ -8,11 +8,13 @@
 
 pub mod batch;
 mod error;
+pub mod mall;
 pub mod messages;
 pub mod points;
 pub mod profile;
 mod records;
 pub mod sql;
+pub mod tiers;
 
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -33,6 +35,7 @@ pub use records::{
 };
 /// What a stored idempotent answer must be to be read back.
 pub use serde::de::DeserializeOwned;
+pub use serde::Serialize;
 
 use huiliu_domain::analytics::funnel::FunnelEvent;
 use huiliu_domain::analytics::{AnalyticsSettings, DayBitmap};
@@ -345,6 +348,88 @@ pub trait Store: Clone + Send + Sync + 'static {
         app: &AppRecord,
         policy: &points::PointsPolicy,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Creates or replaces a reward (its stock is set to the spec's).
+    fn put_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        spec: &huiliu_domain::mall::RewardSpec,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn rewards(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<Vec<mall::Reward>>> + Send;
+
+    fn reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<Option<mall::Reward>>> + Send;
+
+    /// Adds codes to a coupon-code reward's pool: (added, already there);
+    /// `None` when the app has no such coupon-code reward.
+    fn add_coupon_codes(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        codes: &[String],
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<Option<(usize, usize)>>> + Send;
+
+    /// Redeems a reward in one transaction: points held, a unit of stock or a
+    /// pool code taken, the reward issued, the hold captured.
+    fn redeem(
+        &self,
+        app: &AppRecord,
+        request: &mall::RedeemRequest,
+    ) -> impl Future<Output = StoreResult<mall::RedeemOutcome>> + Send;
+
+    fn redemption(
+        &self,
+        app: &AppRecord,
+        id: i64,
+    ) -> impl Future<Output = StoreResult<Option<mall::Redemption>>> + Send;
+
+    /// Cancels (points and stock back) or fulfils a redemption; a retry answers the same.
+    fn redemption_action(
+        &self,
+        app: &AppRecord,
+        id: i64,
+        action: mall::RedemptionAction,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<mall::ActionOutcome>> + Send;
+
+    /// Stores a new version of the app's tier configuration; its version.
+    fn put_tier_config(
+        &self,
+        app: &AppRecord,
+        config: &huiliu_domain::tiers::TierConfig,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// The app's tier configuration and its version, if it has tiers.
+    fn tier_config(
+        &self,
+        app: &AppRecord,
+    ) -> impl Future<Output = StoreResult<Option<(i64, huiliu_domain::tiers::TierConfig)>>> + Send;
+
+    /// A member's standing now (judged and stored); `None` for an unknown user.
+    fn membership(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<Option<tiers::Membership>>> + Send;
+
+    /// Adds growth value (成长值) and judges the member again, in one transaction.
+    fn add_growth(
+        &self,
+        app: &AppRecord,
+        request: &tiers::GrowthRequest,
+    ) -> impl Future<Output = StoreResult<tiers::GrowthOutcome>> + Send;
 
     /// Marks messages opened: each (user, tracking code, time) names a launch that
     /// came from a message's card. The first open counts; returns how many changed.
