@@ -195,6 +195,28 @@ pub async fn json_object_or_empty(
     json_object(Body::from(bytes), limit, allowed).await
 }
 
+/// A typed value from JSON: 422 with `code`, naming the path of the first
+/// field that does not fit (`tiers[2].threshold`).
+pub fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    code: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            e.inner().to_string(),
+        )
+        .with_field(field)
+    })
+}
+
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 

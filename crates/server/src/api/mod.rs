@@ -9,10 +9,12 @@ pub mod extract;
 pub mod health;
 pub mod home;
 pub mod liability;
+pub mod mall;
 pub mod messages;
 pub mod points;
 pub mod subscriptions;
 pub mod templates;
+pub mod tiers;
 pub mod users;
 pub mod wechat;
 
@@ -58,6 +60,18 @@ use utoipa::OpenApi;
         points::post_transaction,
         points::post_hold,
         liability::get_liability,
+        mall::put_reward,
+        mall::list_rewards,
+        mall::get_reward,
+        mall::add_codes,
+        mall::redeem,
+        mall::get_redemption,
+        mall::cancel_redemption,
+        mall::fulfil_redemption,
+        tiers::put_tiers,
+        tiers::get_tiers,
+        tiers::get_membership,
+        tiers::post_growth,
         points::capture_hold,
         points::release_hold,
         points::reverse_transaction,
@@ -85,6 +99,8 @@ use utoipa::OpenApi;
         (name = "templates", description = "Subscription-message templates and their field rules"),
         (name = "subscriptions", description = "Subscription answers and the credits they grant"),
         (name = "messages", description = "Subscription messages: queued, sent through WeChat with exact credit accounting, tracked"),
+        (name = "mall", description = "The redemption mall: rewards, coupon-code pools, redemptions"),
+        (name = "tiers", description = "Member tiers on growth value (成长值)"),
         (name = "points", description = "The points ledger: earns, spends, holds and reversals in whole points, lots with expiry"),
         (name = "wechat", description = "The app's WeChat settings"),
         (name = "analytics", description = "Active users, retention, lifecycle, one-and-done and funnels, in the app's time zone"),
@@ -173,6 +189,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/points/holds", axum::routing::post(points::post_hold))
         .route("/v1/loyalty/liability", get(liability::get_liability))
+        .route("/v1/rewards", get(mall::list_rewards))
+        .route("/v1/rewards/{reward_key}", get(mall::get_reward).put(mall::put_reward))
+        .route("/v1/rewards/{reward_key}/codes", axum::routing::post(mall::add_codes))
+        .route("/v1/redemptions", axum::routing::post(mall::redeem))
+        .route("/v1/redemptions/{redemption_id}", get(mall::get_redemption))
+        .route(
+            "/v1/redemptions/{redemption_id}/cancel",
+            axum::routing::post(mall::cancel_redemption),
+        )
+        .route(
+            "/v1/redemptions/{redemption_id}/fulfil",
+            axum::routing::post(mall::fulfil_redemption),
+        )
+        .route("/v1/tiers", get(tiers::get_tiers).put(tiers::put_tiers))
+        .route("/v1/users/{user_id}/tier", get(tiers::get_membership))
+        .route("/v1/users/{user_id}/growth", axum::routing::post(tiers::post_growth))
         .route(
             "/v1/points/holds/{transaction_id}/capture",
             axum::routing::post(points::capture_hold),

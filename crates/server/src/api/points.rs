@@ -157,7 +157,7 @@ fn take_reason(body: &mut Map<String, Value>, default: Option<&str>) -> Result<S
     }
 }
 
-fn take_cause(body: &mut Map<String, Value>) -> Result<Cause, ApiError> {
+pub(crate) fn take_cause(body: &mut Map<String, Value>) -> Result<Cause, ApiError> {
     let bad = |field: &str, message: String| field_error("invalid_cause", field, message);
     let Some(value) = body.remove("cause").filter(|v| !v.is_null()) else {
         return Ok(Cause::new("api", None));

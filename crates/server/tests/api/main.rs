@@ -6,6 +6,7 @@ mod analytics;
 mod callback;
 mod events;
 mod fuzz;
+mod mall;
 mod messages;
 mod operations;
 mod points;
