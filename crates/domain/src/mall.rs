@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 const MAX_NAME_CHARS: usize = 40;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 const MAX_POINTS_PRICE: i64 = 1_000_000_000;
-const MAX_CASH_FEN: i64 = 100_000_000_00;
+/// A hundred million yuan.
+const MAX_CASH_FEN: i64 = 10_000_000_000;
 const MAX_STOCK: i64 = 100_000_000;
 /// Longest coupon code accepted.
 pub const MAX_CODE_CHARS: usize = 64;
