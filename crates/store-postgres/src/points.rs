@@ -202,11 +202,6 @@ pub(crate) async fn transact(
 ) -> Result<PointsOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let key = &request.idempotency;
-    match crate::earlier(&mut tx, app_seq, p::POINTS_SCOPE, key).await? {
-        Some(Earlier::Replay(receipt)) => return Ok(PointsOutcome::Replayed(receipt)),
-        Some(Earlier::KeyReused) => return Ok(PointsOutcome::KeyReused),
-        None => {}
-    }
     let now = request.now_us;
     let locked: Option<Locked> = sqlx::query_as(LOCK_ACCOUNT)
         .bind(app_seq)
@@ -214,6 +209,14 @@ pub(crate) async fn transact(
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
+    // Looked up under the account lock: a retry racing its first attempt waits
+    // for it and then answers as it did (before the lock it could find neither
+    // the key nor the points the first attempt spent).
+    match crate::earlier(&mut tx, app_seq, p::POINTS_SCOPE, key).await? {
+        Some(Earlier::Replay(receipt)) => return Ok(PointsOutcome::Replayed(receipt)),
+        Some(Earlier::KeyReused) => return Ok(PointsOutcome::KeyReused),
+        None => {}
+    }
     let Some(locked) = locked else {
         return Ok(PointsOutcome::UnknownUser);
     };

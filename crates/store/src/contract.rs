@@ -5,6 +5,7 @@
 //! backend is not available on this machine).
 
 pub use crate::contract_outbox::*;
+pub use crate::contract_points::*;
 use crate::{ActivityCursor, AppRecord, Store, StoreError};
 use huiliu_domain::analytics::{ActivityIndex, LocalDay};
 use huiliu_domain::apps::NewApp;
@@ -38,7 +39,8 @@ macro_rules! contract_tests {
             outbox_sends_with_exact_credits_and_one_send_per_user,
             outbox_retries_expires_and_settles_unknown_outcomes,
             outbox_skips_without_credit_openid_or_enabled_template,
-            concurrent_claims_never_share_a_message_or_a_user
+            concurrent_claims_never_share_a_message_or_a_user,
+            ledger_books_balance_under_retries_and_interleavings
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -21,6 +21,8 @@ pub mod contract;
 #[cfg(feature = "contract")]
 mod contract_outbox;
 #[cfg(feature = "contract")]
+mod contract_points;
+#[cfg(feature = "contract")]
 pub mod testdb;
 
 pub use error::StoreError;

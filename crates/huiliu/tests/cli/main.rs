@@ -4,6 +4,7 @@ mod commands;
 mod crash;
 mod dispatch;
 mod import;
+mod points;
 mod simulate;
 mod wechat;
 
