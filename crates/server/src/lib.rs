@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod api;
+pub mod awards;
 pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub keys: Arc<api::auth::KeyCache>,
     /// How often this node writes what time decided in the points ledger.
     pub points_sweep_every: std::time::Duration,
+    /// Wakes this node's loop that judges trusted events against earning rules.
+    pub awards_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             outbox_wake: Arc::default(),
             keys: Arc::default(),
             points_sweep_every: points_sweep::DEFAULT_EVERY,
+            awards_wake: Arc::default(),
         }
     }
 }
@@ -112,6 +116,11 @@ pub async fn serve_with(
         })
     });
     let compaction = tokio::spawn(analytics::run_compaction(store.clone(), shutdown.clone()));
+    let awarding = tokio::spawn(awards::run(
+        store.clone(),
+        state.awards_wake.clone(),
+        shutdown.clone(),
+    ));
     let sweeping = tokio::spawn(points_sweep::run(
         store.clone(),
         state.points_sweep_every,
@@ -140,6 +149,7 @@ pub async fn serve_with(
     }
     let _ = compaction.await;
     let _ = sweeping.await;
+    let _ = awarding.await;
     store.close().await;
     Ok(())
 }

@@ -423,6 +423,56 @@ impl Store for AnyStore {
         dispatch!(self, s => s.add_growth(app, request))
     }
 
+    async fn loyalty_items(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+    ) -> StoreResult<Vec<(String, String)>> {
+        dispatch!(self, s => s.loyalty_items(app, kind))
+    }
+
+    async fn put_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+        key: &str,
+        body: &str,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        dispatch!(self, s => s.put_loyalty_item(app, kind, key, body, now_us))
+    }
+
+    async fn delete_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+        key: &str,
+    ) -> StoreResult<bool> {
+        dispatch!(self, s => s.delete_loyalty_item(app, kind, key))
+    }
+
+    async fn process_awards(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        dispatch!(self, s => s.process_awards(now_us, limit))
+    }
+
+    async fn sign_in(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<huiliu_store::earning::SignInOutcome> {
+        dispatch!(self, s => s.sign_in(app, user_id, now_us))
+    }
+
+    async fn user_tasks(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<Vec<huiliu_domain::earning::TaskView>>> {
+        dispatch!(self, s => s.user_tasks(app, user_id, now_us))
+    }
+
     async fn points_policy(
         &self,
         app: &AppRecord,

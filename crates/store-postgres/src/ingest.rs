@@ -44,6 +44,8 @@ pub(crate) async fn ingest(
         times.push(to_micros(event.time));
         props.push(event.props.as_str());
     }
+    // Trusted events some rule or task listens to are queued for judging by the
+    // same statement (see huiliu_store::earning).
     // The usual batch has only new events: its index row is built from the input
     // and written by the same statement, which keeps it only if every event was
     // accepted. Otherwise the statement returns the accepted events instead, and
@@ -62,8 +64,14 @@ pub(crate) async fn ingest(
             INSERT INTO events (app_seq, event_id, user_index, name, time_us, props, source, received_us)
             SELECT $1, e.*, $7, $8 FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[], $6::text[]) AS e
             ON CONFLICT (app_seq, event_id) DO NOTHING
-            RETURNING user_index, time_us, name
+            RETURNING seq, user_index, time_us, name
          ), counted AS (SELECT count(*) AS n FROM ins),
+         queued AS (
+            INSERT INTO award_queue (app_seq, event_seq)
+            SELECT $1, ins.seq FROM ins WHERE $7 = 'server'
+              AND ins.name IN (SELECT event_name FROM award_events WHERE app_seq = $1)
+            RETURNING 1
+         ),
          packed AS (
             INSERT INTO activity_bitmaps (app_seq, day, kind, event, users)
             SELECT $1, 0, $11, '', $9 FROM counted WHERE $9::bytea IS NOT NULL AND counted.n = $10

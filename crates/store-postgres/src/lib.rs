@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod activity;
+mod earning;
 mod ingest;
 mod mall;
 mod outbox;
@@ -745,6 +746,73 @@ impl Store for PostgresStore {
         request: &huiliu_store::tiers::GrowthRequest,
     ) -> StoreResult<huiliu_store::tiers::GrowthOutcome> {
         with_retries(|| mall::add_growth(&self.pool, app.store_key, &app.timezone, request)).await
+    }
+
+    async fn loyalty_items(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut connection = self.pool.acquire().await?;
+        Ok(earning::items(&mut connection, app.store_key, kind).await?)
+    }
+
+    async fn put_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+        key: &str,
+        body: &str,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        with_retries(|| earning::put_item(&self.pool, app.store_key, kind, key, body, now_us)).await
+    }
+
+    async fn delete_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+        key: &str,
+    ) -> StoreResult<bool> {
+        with_retries(|| earning::delete_item(&self.pool, app.store_key, kind, key)).await
+    }
+
+    async fn process_awards(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        with_retries(|| earning::process(&self.pool, now_us, i64::from(limit))).await
+    }
+
+    async fn sign_in(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<huiliu_store::earning::SignInOutcome> {
+        with_retries(|| {
+            earning::sign_in(
+                &self.pool,
+                app.store_key,
+                &app.timezone,
+                user_id.as_str(),
+                now_us,
+            )
+        })
+        .await
+    }
+
+    async fn user_tasks(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<Vec<huiliu_domain::earning::TaskView>>> {
+        Ok(earning::user_tasks(
+            &self.pool,
+            app.store_key,
+            &app.timezone,
+            user_id.as_str(),
+            now_us,
+        )
+        .await?)
     }
 
     async fn mark_opened(

@@ -105,7 +105,7 @@ async fn load_member(
     })
 }
 
-async fn judge(
+pub(crate) async fn judge(
     tx: &mut PgConnection,
     app_seq: i64,
     user: i64,

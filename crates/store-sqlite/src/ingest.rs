@@ -26,6 +26,20 @@ pub(crate) fn ingest(
              ON CONFLICT (app_seq, event_id) DO NOTHING",
         )
         .map_err(to_store_error)?;
+    // Trusted events some rule or task listens to are queued for judging in
+    // this same transaction (see huiliu_store::earning).
+    let award_events: std::collections::HashSet<String> = if source == EventSource::Server {
+        let mut names = tx
+            .prepare_cached(huiliu_store::earning::AWARD_EVENTS)
+            .map_err(to_store_error)?;
+        let found = names
+            .query_map(params![app_seq], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(to_store_error)?;
+        found
+    } else {
+        Default::default()
+    };
     let mut accepted = Vec::with_capacity(events.len());
     for event in events {
         let index = index_of[event.user_id.as_str()];
@@ -44,6 +58,11 @@ pub(crate) fn ingest(
             .map_err(to_store_error)?;
         if inserted == 1 {
             accepted.push((index, time_us, event.name.as_str()));
+            if award_events.contains(event.name.as_str()) {
+                tx.prepare_cached("INSERT INTO award_queue (app_seq, event_seq) VALUES (?1, ?2)")
+                    .and_then(|mut q| q.execute(params![app_seq, tx.last_insert_rowid()]))
+                    .map_err(to_store_error)?;
+            }
         }
     }
     let outcome = IngestOutcome {

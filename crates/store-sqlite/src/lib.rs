@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod activity;
+mod earning;
 mod ingest;
 mod mall;
 mod outbox;
@@ -844,6 +845,73 @@ impl Store for SqliteStore {
         let (app_seq, zone, request) = (app.store_key, app.timezone.clone(), request.clone());
         self.writer
             .write(move |tx| mall::add_growth(tx, app_seq, &zone, &request))
+            .await
+    }
+
+    async fn loyalty_items(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let app_seq = app.store_key;
+        self.writer
+            .write(move |tx| earning::items(tx, app_seq, kind))
+            .await
+    }
+
+    async fn put_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+        key: &str,
+        body: &str,
+        now_us: i64,
+    ) -> StoreResult<()> {
+        let (app_seq, key, body) = (app.store_key, key.to_string(), body.to_string());
+        self.writer
+            .write(move |tx| earning::put_item(tx, app_seq, kind, &key, &body, now_us))
+            .await
+    }
+
+    async fn delete_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: huiliu_store::earning::ItemKind,
+        key: &str,
+    ) -> StoreResult<bool> {
+        let (app_seq, key) = (app.store_key, key.to_string());
+        self.writer
+            .write(move |tx| earning::delete_item(tx, app_seq, kind, &key))
+            .await
+    }
+
+    async fn process_awards(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        self.writer
+            .write(move |tx| earning::process(tx, now_us, i64::from(limit)))
+            .await
+    }
+
+    async fn sign_in(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<huiliu_store::earning::SignInOutcome> {
+        let (app_seq, zone, user_id) = (app.store_key, app.timezone.clone(), user_id.clone());
+        self.writer
+            .write(move |tx| earning::sign_in(tx, app_seq, &zone, user_id.as_str(), now_us))
+            .await
+    }
+
+    async fn user_tasks(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> StoreResult<Option<Vec<huiliu_domain::earning::TaskView>>> {
+        let (app_seq, zone, user_id) = (app.store_key, app.timezone.clone(), user_id.clone());
+        self.writer
+            .write(move |tx| earning::user_tasks(tx, app_seq, &zone, user_id.as_str(), now_us))
             .await
     }
 

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod earning;
 mod error;
 pub mod mall;
 pub mod messages;
@@ -432,6 +433,56 @@ pub trait Store: Clone + Send + Sync + 'static {
         app: &AppRecord,
         request: &tiers::GrowthRequest,
     ) -> impl Future<Output = StoreResult<tiers::GrowthOutcome>> + Send;
+
+    /// The app's earning definitions of `kind` in order: (key, JSON body).
+    fn loyalty_items(
+        &self,
+        app: &AppRecord,
+        kind: earning::ItemKind,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+
+    /// Creates or replaces a definition (a new one goes last).
+    fn put_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: earning::ItemKind,
+        key: &str,
+        body: &str,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Removes a definition; whether there was one.
+    fn delete_loyalty_item(
+        &self,
+        app: &AppRecord,
+        kind: earning::ItemKind,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Judges up to `limit` queued trusted events (any app) against the rules
+    /// and tasks, awarding points in the same transaction that dequeues them.
+    /// How many it took.
+    fn process_awards(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    /// The daily sign-in; a second call the same local day answers the first.
+    fn sign_in(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<earning::SignInOutcome>> + Send;
+
+    /// A user's task list with progress; `None` for an unknown user.
+    fn user_tasks(
+        &self,
+        app: &AppRecord,
+        user_id: &UserId,
+        now_us: i64,
+    ) -> impl Future<Output = StoreResult<Option<Vec<huiliu_domain::earning::TaskView>>>> + Send;
 
     /// Marks messages opened: each (user, tracking code, time) names a launch that
     /// came from a message's card. The first open counts; returns how many changed.

@@ -145,6 +145,10 @@ pub async fn post_events(
         )
         .await?;
     state.metrics.count_events(source, &report);
+    if source == EventSource::Server {
+        // Trusted events may earn points: the judging loop looks at once.
+        state.awards_wake.notify_one();
+    }
     Ok(Json(report.into()))
 }
 

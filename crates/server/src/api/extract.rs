@@ -181,6 +181,24 @@ pub async fn json_object(
     Ok(object)
 }
 
+/// A request body that must be a JSON object, any fields (a typed reader
+/// names the unknown ones): 400 when it is not JSON.
+pub async fn json_object_any(
+    body: Body,
+    limit: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = read_body(body, limit).await?;
+    match serde_json::from_str(as_utf8(&bytes)?).map_err(|e| json_error(&e, "body"))? {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+            "the body is a JSON object",
+        )
+        .with_field("body")),
+    }
+}
+
 /// Like [`json_object`], but an empty body is an empty object (for actions
 /// whose fields are all optional).
 pub async fn json_object_or_empty(

@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod callback;
+pub mod earning;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -68,6 +69,16 @@ use utoipa::OpenApi;
         mall::get_redemption,
         mall::cancel_redemption,
         mall::fulfil_redemption,
+        earning::put_rule,
+        earning::list_rules,
+        earning::delete_rule,
+        earning::put_task,
+        earning::list_tasks,
+        earning::delete_task,
+        earning::put_sign_in,
+        earning::get_sign_in,
+        earning::post_sign_in,
+        earning::get_user_tasks,
         tiers::put_tiers,
         tiers::get_tiers,
         tiers::get_membership,
@@ -100,6 +111,7 @@ use utoipa::OpenApi;
         (name = "subscriptions", description = "Subscription answers and the credits they grant"),
         (name = "messages", description = "Subscription messages: queued, sent through WeChat with exact credit accounting, tracked"),
         (name = "mall", description = "The redemption mall: rewards, coupon-code pools, redemptions"),
+        (name = "earning", description = "Earning rules on trusted events, tasks and the daily sign-in"),
         (name = "tiers", description = "Member tiers on growth value (成长值)"),
         (name = "points", description = "The points ledger: earns, spends, holds and reversals in whole points, lots with expiry"),
         (name = "wechat", description = "The app's WeChat settings"),
@@ -203,6 +215,19 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(mall::fulfil_redemption),
         )
         .route("/v1/tiers", get(tiers::get_tiers).put(tiers::put_tiers))
+        .route("/v1/loyalty/rules", get(earning::list_rules))
+        .route(
+            "/v1/loyalty/rules/{rule_key}",
+            axum::routing::put(earning::put_rule).delete(earning::delete_rule),
+        )
+        .route("/v1/loyalty/tasks", get(earning::list_tasks))
+        .route(
+            "/v1/loyalty/tasks/{task_key}",
+            axum::routing::put(earning::put_task).delete(earning::delete_task),
+        )
+        .route("/v1/loyalty/sign-in", get(earning::get_sign_in).put(earning::put_sign_in))
+        .route("/v1/users/{user_id}/sign-in", axum::routing::post(earning::post_sign_in))
+        .route("/v1/users/{user_id}/tasks", get(earning::get_user_tasks))
         .route("/v1/users/{user_id}/tier", get(tiers::get_membership))
         .route("/v1/users/{user_id}/growth", axum::routing::post(tiers::post_growth))
         .route(

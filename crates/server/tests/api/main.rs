@@ -4,6 +4,7 @@ mod helpers;
 
 mod analytics;
 mod callback;
+mod earning;
 mod events;
 mod fuzz;
 mod mall;
