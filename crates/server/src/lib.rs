@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod points_sweep;
 mod store_select;
+pub mod ttl_cache;
 pub mod wechat_settings;
 pub mod wechat_token;
 
@@ -43,6 +44,9 @@ pub struct AppState {
     pub points_sweep_every: std::time::Duration,
     /// Wakes this node's loop that judges trusted events against earning rules.
     pub awards_wake: Arc<tokio::sync::Notify>,
+    /// Apps' points policies this node read lately (5 s; a change made on this
+    /// node is seen at once, on others within 5 s).
+    pub points_policies: Arc<ttl_cache::TtlCache<i64, huiliu_store::points::PointsPolicy>>,
 }
 
 impl AppState {
@@ -61,6 +65,10 @@ impl AppState {
             keys: Arc::default(),
             points_sweep_every: points_sweep::DEFAULT_EVERY,
             awards_wake: Arc::default(),
+            points_policies: Arc::new(ttl_cache::TtlCache::new(
+                std::time::Duration::from_secs(5),
+                10_000,
+            )),
         }
     }
 }

@@ -11,6 +11,7 @@ mod ingest;
 mod mall;
 mod outbox;
 mod points;
+mod points_batch;
 mod subscriptions;
 mod users;
 
@@ -44,6 +45,8 @@ const MAX_ATTEMPTS: usize = 5;
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Earns, spends and holds go through it, batched.
+    ledger: points_batch::Batcher,
 }
 
 impl PostgresStore {
@@ -66,7 +69,8 @@ impl PostgresStore {
         MIGRATIONS.run(&pool).await.map_err(|e| {
             StoreError::Config(format!("cannot migrate the PostgreSQL database: {e}"))
         })?;
-        Ok(Self { pool })
+        let ledger = points_batch::Batcher::start(pool.clone());
+        Ok(Self { pool, ledger })
     }
 
     /// The database's raw single-row commit rate: `rows` one-row `INSERT`s into a
@@ -526,7 +530,7 @@ impl Store for PostgresStore {
         app: &AppRecord,
         request: &huiliu_store::points::PointsRequest,
     ) -> StoreResult<huiliu_store::points::PointsOutcome> {
-        with_retries(|| points::transact(&self.pool, app.store_key, request)).await
+        self.ledger.submit(app.store_key, request).await
     }
 
     async fn points_settle(

@@ -430,6 +430,25 @@ pub fn renamed(plan: &Plan, seq: i64) -> (Option<Lot>, Option<Hold>) {
     )
 }
 
+/// `points` after `plan` was written with `seq` as its own entry's number: what
+/// the next operation on the same user in one batch starts from.
+pub fn apply(points: &mut Points, plan: &Plan, seq: i64) {
+    for lot in &plan.changed_lots {
+        points.lots.insert(lot.id, lot.clone());
+    }
+    for hold in &plan.settled_holds {
+        points.holds.remove(hold);
+    }
+    let (lot, hold) = renamed(plan, seq);
+    if let Some(lot) = lot {
+        points.lots.insert(lot.id, lot);
+    }
+    if let Some(hold) = hold {
+        points.holds.insert(hold.id, hold);
+    }
+    points.debt = plan.debt;
+}
+
 pub fn receipt_of(plan: &Plan, seq: i64) -> PointsReceipt {
     let own = plan.entries.last();
     let Summary {

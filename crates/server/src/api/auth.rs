@@ -27,44 +27,27 @@ const KEY_CACHE_LIMIT: usize = 10_000;
 
 /// Key records this node read lately, by key id: saves one store read per request.
 /// The secret is still checked against the stored hash on every request.
-#[derive(Default)]
-pub struct KeyCache {
-    records: std::sync::Mutex<
-        std::collections::HashMap<String, (huiliu_store::KeyRecord, std::time::Instant)>,
-    >,
+pub struct KeyCache(crate::ttl_cache::TtlCache<String, huiliu_store::KeyRecord>);
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self(crate::ttl_cache::TtlCache::new(KEY_TTL, KEY_CACHE_LIMIT))
+    }
 }
 
 impl KeyCache {
-    fn records(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, (huiliu_store::KeyRecord, std::time::Instant)>,
-    > {
-        self.records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn get(&self, key_id: &str) -> Option<huiliu_store::KeyRecord> {
-        self.records()
-            .get(key_id)
-            .filter(|(_, read)| read.elapsed() < KEY_TTL)
-            .map(|(record, _)| record.clone())
+        self.0.get(&key_id.to_string())
     }
 
     fn put(&self, record: huiliu_store::KeyRecord) {
-        let mut records = self.records();
-        if records.len() >= KEY_CACHE_LIMIT {
-            records.clear();
-        }
-        records.insert(record.key_id.clone(), (record, std::time::Instant::now()));
+        self.0.put(record.key_id.clone(), record);
     }
 
     /// Forgets the app's keys (its settings just changed on this node).
     pub fn forget_app(&self, app: &AppRecord) {
-        self.records()
-            .retain(|_, (record, _)| record.app.store_key != app.store_key);
+        self.0
+            .retain(|_, record| record.app.store_key != app.store_key);
     }
 }
 

@@ -267,6 +267,19 @@ fn answer(
     }
 }
 
+/// The app's points policy, from this node's cache when fresh.
+async fn policy(
+    state: &AppState,
+    app: &AppRecord,
+) -> Result<huiliu_store::points::PointsPolicy, ApiError> {
+    if let Some(policy) = state.points_policies.get(&app.store_key) {
+        return Ok(policy);
+    }
+    let policy = state.store.points_policy(app).await?;
+    state.points_policies.put(app.store_key, policy);
+    Ok(policy)
+}
+
 async fn record(
     state: &AppState,
     app: &AppRecord,
@@ -340,9 +353,7 @@ pub async fn post_transaction(
     // Without an explicit expiry an earn follows the app's policy.
     let expires_us = match expires_us {
         Some(at) => Some(at),
-        None if amount > 0 => state
-            .store
-            .points_policy(&app)
+        None if amount > 0 => policy(&state, &app)
             .await?
             .expiry
             .expires_at(now, &app.timezone)
@@ -822,5 +833,6 @@ pub async fn put_settings(
         };
     }
     state.store.put_points_policy(&app, &policy).await?;
+    state.points_policies.put(app.store_key, policy);
     Ok(Json(settings_view(policy)))
 }
