@@ -149,13 +149,20 @@ async fn write_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<PointsOutcome>, 
     let mut tx = pool.begin().await?;
     let latest_now = jobs.iter().map(|j| j.request.now_us).max().unwrap_or(0);
 
+    // Plans made for these very arrays: a plan cached for "some array" may
+    // hash-join a whole table where a few index probes do (measured: a lots
+    // read went from 0.1 ms to 300 ms once the generic plan took over).
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
+
     // Users.
     let (apps, ids): (Vec<i64>, Vec<&str>) = jobs
         .iter()
         .map(|j| (j.app_seq, j.request.user_id.as_str()))
         .unzip();
     let found: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT u.app_seq, u.user_id, u.user_index FROM users u
+        "SELECT DISTINCT u.app_seq, u.user_id, u.user_index FROM users u
          JOIN UNNEST($1::int8[], $2::text[]) AS r(app_seq, user_id)
            ON u.app_seq = r.app_seq AND u.user_id = r.user_id",
     )
@@ -197,7 +204,7 @@ async fn write_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<PointsOutcome>, 
         .map(|j| j.request.idempotency.key.as_str())
         .collect();
     let stored: Vec<(i64, String, Vec<u8>, String)> = sqlx::query_as(
-        "SELECT k.app_seq, k.key, k.request_hash, k.response FROM idempotency_keys k
+        "SELECT DISTINCT k.app_seq, k.key, k.request_hash, k.response FROM idempotency_keys k
          JOIN UNNEST($1::int8[], $2::text[]) AS r(app_seq, key)
            ON k.app_seq = r.app_seq AND k.scope = $3 AND k.key = r.key",
     )
