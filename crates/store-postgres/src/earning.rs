@@ -2,6 +2,7 @@
 //! taken with `SKIP LOCKED` and dequeued in the transaction that awards them,
 //! so several nodes judge the queue together and each event once.
 
+use crate::points::user_index;
 use huiliu_domain::earning::{self, EarningRule, SignInError};
 use huiliu_domain::points::ledger::{plan, Op};
 use huiliu_domain::time::{from_micros, AppTimeZone};
@@ -270,18 +271,6 @@ async fn judge_event(
         }
     }
     Ok(())
-}
-
-async fn user_index(
-    tx: &mut PgConnection,
-    app_seq: i64,
-    user_id: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(p::USER_INDEX)
-        .bind(app_seq)
-        .bind(user_id)
-        .fetch_optional(tx)
-        .await
 }
 
 pub(crate) async fn sign_in(

@@ -4,7 +4,7 @@
 //! is left the transaction is rolled back, hold included. Concurrent
 //! redeemers of one reward queue on its row, so the last unit goes once.
 
-use crate::points::{load, lock_by_index, write};
+use crate::points::{load, lock_by_index, remember, user_index, write};
 use huiliu_domain::mall::{self, RewardKind, RewardSpec};
 use huiliu_domain::points::ledger::{plan, Op};
 use huiliu_domain::points::PointsError;
@@ -15,7 +15,7 @@ use huiliu_store::mall::{
 };
 use huiliu_store::points as p;
 use huiliu_store::tiers::{self as t, GrowthOutcome, GrowthRequest, Loaded, Membership};
-use huiliu_store::{sql, Earlier};
+use huiliu_store::Earlier;
 use sqlx::{PgConnection, PgPool};
 
 fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
@@ -24,38 +24,6 @@ fn decode(e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
 
 fn store_decode(e: huiliu_store::StoreError) -> sqlx::Error {
     decode(std::io::Error::other(e.to_string()))
-}
-
-async fn user_index(
-    tx: &mut PgConnection,
-    app_seq: i64,
-    user_id: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(p::USER_INDEX)
-        .bind(app_seq)
-        .bind(user_id)
-        .fetch_optional(tx)
-        .await
-}
-
-async fn remember<T: huiliu_store::Serialize>(
-    tx: &mut PgConnection,
-    app_seq: i64,
-    scope: &str,
-    key: &huiliu_store::IdempotencyKey,
-    answer: &T,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(sql::PUT_IDEMPOTENCY)
-        .bind(app_seq)
-        .bind(scope)
-        .bind(&key.key)
-        .bind(&key.request_hash)
-        .bind(serde_json::to_string(answer).map_err(decode)?)
-        .bind(now)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
 
 // ---- tiers ----

@@ -4,9 +4,7 @@
 
 use huiliu_domain::points::ledger::{plan, Op, Plan};
 use huiliu_domain::points::{Points, PointsError};
-use huiliu_store::points::{
-    self as p, Cause, PointsOutcome, PointsReceipt, PointsRequest, SettleRequest, Target,
-};
+use huiliu_store::points::{self as p, Cause, PointsOutcome, PointsRequest, SettleRequest, Target};
 use huiliu_store::{sql, Earlier, IdempotencyKey};
 use sqlx::{PgConnection, PgPool};
 
@@ -168,12 +166,13 @@ pub(crate) async fn write(
     Ok(seq)
 }
 
-async fn remember(
+/// Keeps `answer` under the idempotency key, for a retry to find.
+pub(crate) async fn remember<T: huiliu_store::Serialize>(
     tx: &mut PgConnection,
     app_seq: i64,
     scope: &str,
     key: &IdempotencyKey,
-    receipt: &PointsReceipt,
+    answer: &T,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(sql::PUT_IDEMPOTENCY)
@@ -181,11 +180,24 @@ async fn remember(
         .bind(scope)
         .bind(&key.key)
         .bind(&key.request_hash)
-        .bind(serde_json::to_string(receipt).map_err(decode)?)
+        .bind(serde_json::to_string(answer).map_err(decode)?)
         .bind(now)
         .execute(tx)
         .await?;
     Ok(())
+}
+
+/// User `user_id`'s index in the app, if huiliu knows the user.
+pub(crate) async fn user_index(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    user_id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(p::USER_INDEX)
+        .bind(app_seq)
+        .bind(user_id)
+        .fetch_optional(tx)
+        .await
 }
 
 fn refused(error: PointsError) -> Result<PointsOutcome, sqlx::Error> {

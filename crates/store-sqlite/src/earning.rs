@@ -253,13 +253,7 @@ pub(crate) fn sign_in(
     user_id: &str,
     now: i64,
 ) -> StoreResult<SignInOutcome> {
-    let Some(user) = tx
-        .query_row(p::USER_INDEX, params![app_seq, user_id], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()
-        .map_err(to_store_error)?
-    else {
+    let Some(user) = crate::points::user_index(tx, app_seq, user_id)? else {
         return Ok(SignInOutcome::UnknownUser);
     };
     let Some(config) = definitions(tx, app_seq)?.sign_in else {
@@ -323,13 +317,7 @@ pub(crate) fn user_tasks(
     user_id: &str,
     now: i64,
 ) -> StoreResult<Option<Vec<earning::TaskView>>> {
-    let Some(user) = tx
-        .query_row(p::USER_INDEX, params![app_seq, user_id], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()
-        .map_err(to_store_error)?
-    else {
+    let Some(user) = crate::points::user_index(tx, app_seq, user_id)? else {
         return Ok(None);
     };
     let definitions = definitions(tx, app_seq)?;

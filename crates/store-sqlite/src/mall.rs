@@ -2,7 +2,7 @@
 //! job: checks and writes of a redemption cannot interleave with another, so
 //! the stock and pool checks made before writing hold until the commit.
 
-use crate::points::{load, write};
+use crate::points::{load, remember, user_index, write};
 use crate::writer::to_store_error;
 use huiliu_domain::mall::{self, RewardKind, RewardSpec};
 use huiliu_domain::points::ledger::{plan, Op};
@@ -14,31 +14,8 @@ use huiliu_store::mall::{
 };
 use huiliu_store::points as p;
 use huiliu_store::tiers::{self as t, GrowthOutcome, GrowthRequest, Loaded, Membership};
-use huiliu_store::{sql, Earlier, StoreError, StoreResult};
+use huiliu_store::{Earlier, StoreError, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
-
-fn user_index(tx: &Connection, app_seq: i64, user_id: &str) -> StoreResult<Option<i64>> {
-    tx.query_row(p::USER_INDEX, params![app_seq, user_id], |r| r.get(0))
-        .optional()
-        .map_err(to_store_error)
-}
-
-fn remember<T: huiliu_store::Serialize>(
-    tx: &Connection,
-    app_seq: i64,
-    scope: &str,
-    key: &huiliu_store::IdempotencyKey,
-    answer: &T,
-    now: i64,
-) -> StoreResult<()> {
-    let response = serde_json::to_string(answer).map_err(StoreError::internal)?;
-    tx.execute(
-        sql::PUT_IDEMPOTENCY,
-        params![app_seq, scope, key.key, key.request_hash, response, now],
-    )
-    .map_err(to_store_error)?;
-    Ok(())
-}
 
 // ---- tiers ----
 

@@ -4,13 +4,12 @@
 use crate::writer::to_store_error;
 use huiliu_domain::points::ledger::{plan, Op, Plan};
 use huiliu_domain::points::{Points, PointsError};
-use huiliu_store::points::{
-    self as p, Cause, PointsOutcome, PointsReceipt, PointsRequest, SettleRequest, Target,
-};
+use huiliu_store::points::{self as p, Cause, PointsOutcome, PointsRequest, SettleRequest, Target};
 use huiliu_store::{sql, Earlier, IdempotencyKey, StoreError, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
 
-fn user_index(tx: &Connection, app_seq: i64, user_id: &str) -> StoreResult<Option<i64>> {
+/// User `user_id`'s index in the app, if huiliu knows the user.
+pub(crate) fn user_index(tx: &Connection, app_seq: i64, user_id: &str) -> StoreResult<Option<i64>> {
     tx.query_row(p::USER_INDEX, params![app_seq, user_id], |r| r.get(0))
         .optional()
         .map_err(to_store_error)
@@ -168,15 +167,16 @@ pub(crate) fn write(
     Ok(seq)
 }
 
-fn remember(
+/// Keeps `answer` under the idempotency key, for a retry to find.
+pub(crate) fn remember<T: huiliu_store::Serialize>(
     tx: &Connection,
     app_seq: i64,
     scope: &str,
     key: &IdempotencyKey,
-    receipt: &PointsReceipt,
+    answer: &T,
     now: i64,
 ) -> StoreResult<()> {
-    let response = serde_json::to_string(receipt).map_err(StoreError::internal)?;
+    let response = serde_json::to_string(answer).map_err(StoreError::internal)?;
     tx.prepare_cached(sql::PUT_IDEMPOTENCY)
         .and_then(|mut s| {
             s.execute(params![

@@ -215,13 +215,8 @@ pub fn plan(mut points: Points, op: &Op, now_us: i64) -> Result<Plan, PointsErro
             vests_us,
         } => {
             points.earn(Lot {
-                id: NEW_ID,
-                amount: *amount,
-                remaining: *amount,
-                expires_us: *expires_us,
                 vests_us: vests_us.filter(|v| *v > now_us),
-                voided: false,
-                expired: 0,
+                ..Lot::new(NEW_ID, *amount, *expires_us)
             })?;
             new_lot = points.lots.remove(&NEW_ID);
             entries.push(own(EntryKind::Earn, *amount, None, None));
@@ -326,15 +321,7 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn lot(id: u64, amount: i64, expires_us: Option<i64>) -> Lot {
-        Lot {
-            id,
-            amount,
-            remaining: amount,
-            expires_us,
-            vests_us: None,
-            voided: false,
-            expired: 0,
-        }
+        Lot::new(id, amount, expires_us)
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub struct Lot {
 }
 
 impl Lot {
+    /// A fresh, vested lot of `amount` points.
+    pub fn new(id: u64, amount: i64, expires_us: Option<i64>) -> Self {
+        Self {
+            id,
+            amount,
+            remaining: amount,
+            expires_us,
+            vests_us: None,
+            voided: false,
+            expired: 0,
+        }
+    }
+
     fn live(&self, now_us: i64) -> bool {
         !self.voided
             && self.vests_us.is_none_or(|v| v <= now_us)
@@ -346,15 +359,7 @@ mod tests {
     const DAY: i64 = 86_400_000_000;
 
     fn lot(id: u64, amount: i64, expires_us: Option<i64>) -> Lot {
-        Lot {
-            id,
-            amount,
-            remaining: amount,
-            expires_us,
-            vests_us: None,
-            voided: false,
-            expired: 0,
-        }
+        Lot::new(id, amount, expires_us)
     }
 
     #[test]
