@@ -155,4 +155,22 @@ both_stores! {
         let (_, rules) = app.get("/v1/loyalty/rules", Some(&app.secret_key)).await;
         assert_eq!(rules["rules"], json!([]), "nothing stored by bad input");
     }
+
+    async fn the_tier_multiplier_scales_rules_that_ask_for_it(app: TestApp) {
+        put(&app, "/v1/tiers", json!({
+            "tiers": [{"key": "member", "name": "会员", "threshold": 0},
+                      {"key": "gold", "name": "黄金", "threshold": 1000, "multiplier_permille": 1500}],
+            "window": {"kind": "lifetime"}, "downgrade": "recompute", "grace_days": 0
+        })).await;
+        put(&app, "/v1/loyalty/rules/scaled", json!({"name": "会员加倍", "event": "order_paid", "award": {"kind": "fixed", "points": 11}, "tier_multiplier": true})).await;
+        put(&app, "/v1/loyalty/rules/flat", json!({"name": "固定", "event": "order_paid", "award": {"kind": "fixed", "points": 3}})).await;
+        app.post_events(json!([order("o1", "u1", 100)])).await;
+        settles_at(&app, "u1", 14).await;
+        let (status, member) = app.call(reqwest::Method::POST, "/v1/users/u1/growth", &app.secret_key,
+            json!({"amount": 1000, "reason": "orders", "idempotency_key": "g1"}).to_string()).await;
+        assert_eq!((status, member["tier"].as_str()), (200, Some("gold")), "{member}");
+        // 11 × 1.5 = 16.5 → 16 (rounded down); the flat rule stays 3.
+        app.post_events(json!([order("o2", "u1", 100)])).await;
+        settles_at(&app, "u1", 14 + 16 + 3).await;
+    }
 }
