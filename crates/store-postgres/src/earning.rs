@@ -133,9 +133,15 @@ async fn earn(
     Ok((seq, planned.summary.balance))
 }
 
+/// A queued event as read: app_seq, seq, then the columns of [`e::QUEUED_EVENT`].
+type QueuedRow = (i64, i64, i64, String, String, String, i64, String);
+
 pub(crate) async fn process(pool: &PgPool, now: i64, limit: i64) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let mut queued: Vec<(i64, i64)> = sqlx::query_as(
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await?;
+    let queued: Vec<(i64, i64)> = sqlx::query_as(
         "DELETE FROM award_queue WHERE (app_seq, event_seq) IN (
             SELECT app_seq, event_seq FROM award_queue ORDER BY event_seq LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING app_seq, event_seq",
@@ -143,23 +149,27 @@ pub(crate) async fn process(pool: &PgPool, now: i64, limit: i64) -> Result<usize
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    // Users' accounts are then locked in one order by every node.
-    queued.sort_unstable();
+    let (apps_of, seqs): (Vec<i64>, Vec<i64>) = queued.iter().copied().unzip();
+    let mut events: Vec<QueuedRow> = sqlx::query_as(
+        "SELECT e.app_seq, e.seq, e.user_index, e.event_id, e.name, e.props, e.time_us, a.timezone
+         FROM events e JOIN apps a ON a.seq = e.app_seq
+         JOIN UNNEST($1::int8[], $2::int8[]) AS q(app_seq, seq) ON e.app_seq = q.app_seq AND e.seq = q.seq",
+    )
+    .bind(&apps_of)
+    .bind(&seqs)
+    .fetch_all(&mut *tx)
+    .await?;
+    // Accounts are locked in (app, user) order, as ledger batches lock them, so
+    // the two rarely wait on each other in a circle (a deadlock is retried).
+    events.sort_unstable_by_key(|e| (e.0, e.2, e.1));
     let mut apps: std::collections::HashMap<i64, Definitions> = Default::default();
-    for (app_seq, event_seq) in &queued {
-        let row: Option<(i64, String, String, String, i64, String)> =
-            sqlx::query_as(e::QUEUED_EVENT)
-                .bind(app_seq)
-                .bind(event_seq)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = row else { continue };
-        let event = QueuedEvent::from_row(row).map_err(decode)?;
-        if !apps.contains_key(app_seq) {
-            let found = definitions(&mut tx, *app_seq).await?;
-            apps.insert(*app_seq, found);
+    for (app_seq, _, user_index, event_id, name, props, time_us, zone) in events {
+        let event = QueuedEvent::from_row((user_index, event_id, name, props, time_us, zone))
+            .map_err(decode)?;
+        if let std::collections::hash_map::Entry::Vacant(slot) = apps.entry(app_seq) {
+            slot.insert(definitions(&mut tx, app_seq).await?);
         }
-        judge_event(&mut tx, *app_seq, &apps[app_seq], &event, now).await?;
+        judge_event(&mut tx, app_seq, &apps[&app_seq], &event, now).await?;
     }
     tx.commit().await?;
     Ok(queued.len())
