@@ -4,7 +4,9 @@
 //! run), holds released when they timed out (a redemption whose server died
 //! between hold and capture), and cached figures refreshed when a pending earn
 //! vested. Balances read and written in between are exact anyway: every read
-//! and write settles the same things for its own user first.
+//! and write settles the same things for its own user first. It also judges
+//! again the members whose tier grace (保级) ended, so stored tiers follow
+//! without anyone reading them.
 
 use huiliu_store::Store;
 use std::time::Duration;
@@ -19,6 +21,10 @@ pub async fn run<S: Store>(store: S, every: Duration, shutdown: CancellationToke
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+        }
+        let now = huiliu_domain::time::to_micros(jiff::Timestamp::now());
+        if let Err(error) = store.tiers_sweep(now, BATCH).await {
+            tracing::warn!(%error, "tier sweep failed");
         }
         loop {
             let now = huiliu_domain::time::to_micros(jiff::Timestamp::now());

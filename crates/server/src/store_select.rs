@@ -415,6 +415,10 @@ impl Store for AnyStore {
         dispatch!(self, s => s.membership(app, user_id, now_us))
     }
 
+    async fn tiers_sweep(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        dispatch!(self, s => s.tiers_sweep(now_us, limit))
+    }
+
     async fn add_growth(
         &self,
         app: &AppRecord,

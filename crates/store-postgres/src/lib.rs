@@ -744,6 +744,10 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn tiers_sweep(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        with_retries(|| mall::sweep_grace(&self.pool, now_us, i64::from(limit))).await
+    }
+
     async fn add_growth(
         &self,
         app: &AppRecord,

@@ -101,6 +101,24 @@ pub(crate) async fn judge(
     Ok(loaded)
 }
 
+/// Judges the members whose grace ended by `now`, each in its own transaction
+/// (the member row is locked while judged); how many.
+pub(crate) async fn sweep_grace(pool: &PgPool, now: i64, limit: i64) -> Result<usize, sqlx::Error> {
+    let due: Vec<(i64, i64, String)> = sqlx::query_as(t::GRACE_ENDED)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    for (app_seq, user, zone) in &due {
+        let zone =
+            AppTimeZone::parse(zone).map_err(|e| decode(std::io::Error::other(e.message)))?;
+        let mut tx = pool.begin().await?;
+        judge(&mut tx, *app_seq, *user, &zone, now).await?;
+        tx.commit().await?;
+    }
+    Ok(due.len())
+}
+
 pub(crate) async fn put_tier_config(
     pool: &PgPool,
     app_seq: i64,

@@ -837,6 +837,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn tiers_sweep(&self, now_us: i64, limit: u32) -> StoreResult<usize> {
+        self.writer
+            .write(move |tx| mall::sweep_grace(tx, now_us, i64::from(limit)))
+            .await
+    }
+
     async fn add_growth(
         &self,
         app: &AppRecord,

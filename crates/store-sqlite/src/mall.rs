@@ -92,6 +92,24 @@ pub(crate) fn judge(
     Ok(loaded)
 }
 
+/// Judges the members whose grace ended by `now`; how many.
+pub(crate) fn sweep_grace(tx: &Connection, now: i64, limit: i64) -> StoreResult<usize> {
+    let due: Vec<(i64, i64, String)> = tx
+        .prepare_cached(t::GRACE_ENDED)
+        .and_then(|mut s| {
+            s.query_map(params![now, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(to_store_error)?;
+    for (app_seq, user, zone) in &due {
+        let zone = AppTimeZone::parse(zone).map_err(|e| StoreError::internal(e.message))?;
+        judge(tx, *app_seq, *user, &zone, now)?;
+    }
+    Ok(due.len())
+}
+
 pub(crate) fn put_tier_config(
     tx: &Connection,
     app_seq: i64,

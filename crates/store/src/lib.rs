@@ -427,6 +427,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         now_us: i64,
     ) -> impl Future<Output = StoreResult<Option<tiers::Membership>>> + Send;
 
+    /// Judges again up to `limit` members whose grace ended by `now_us` (any
+    /// app), so stored tiers follow the keep threshold without a read. How
+    /// many it judged.
+    fn tiers_sweep(
+        &self,
+        now_us: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
     /// Adds growth value (成长值) and judges the member again, in one transaction.
     fn add_growth(
         &self,

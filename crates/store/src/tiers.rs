@@ -37,6 +37,10 @@ pub const PUT_MEMBER: &str = "INSERT INTO member_tiers
     since_us = excluded.since_us, grace_until_us = excluded.grace_until_us,
     config_version = excluded.config_version, updated_us = excluded.updated_us";
 
+/// Members whose grace ended by $1, at most $2: app_seq, user_index, the app's time zone.
+pub const GRACE_ENDED: &str = "SELECT m.app_seq, m.user_index, a.timezone FROM member_tiers m
+    JOIN apps a ON a.seq = m.app_seq WHERE m.grace_until_us <= $1 LIMIT $2";
+
 /// Member $2's growth entries (app $1): at, amount.
 pub const GROWTH: &str = "SELECT at_us, amount FROM growth_entries
     WHERE app_seq = $1 AND user_index = $2 ORDER BY at_us";

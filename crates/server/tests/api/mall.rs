@@ -231,4 +231,29 @@ both_stores! {
         }
         assert_eq!(code(&post(&app, "/v1/users/nobody/growth", json!({"amount": 5, "reason": "x", "idempotency_key": "z"})).await), (404, Some("unknown_user")));
     }
+
+    async fn a_grace_that_ends_moves_the_stored_tier_down(app: TestApp) {
+        use huiliu_store::Store;
+        app.put_user("u1", "{}").await;
+        put(&app, "/v1/tiers", json!({
+            "tiers": [{"key": "bronze", "name": "青铜", "threshold": 0},
+                      {"key": "silver", "name": "白银", "threshold": 500},
+                      {"key": "gold", "name": "黄金", "threshold": 2000, "keep_threshold": 1500}],
+            "window": {"kind": "lifetime"}, "downgrade": "one_tier", "grace_days": 30
+        })).await;
+        let grow = |amount: i64, key: &str| post(&app, "/v1/users/u1/growth", json!({"amount": amount, "reason": "order", "idempotency_key": key}));
+        assert_eq!(grow(2500, "g1").await.1["tier"], "gold");
+        // A refund takes 1,200 back: below the keep threshold, gold is kept under a grace.
+        let (_, member) = grow(-1200, "g2").await;
+        assert_eq!(member["tier"], "gold", "{member}");
+        assert!(member["grace_until"].is_string(), "{member}");
+        let now = huiliu_domain::time::to_micros(jiff::Timestamp::now());
+        assert_eq!(app.store.tiers_sweep(now, 100).await.unwrap(), 0, "the grace runs 30 days");
+        let later = now + 40 * 86_400_000_000;
+        assert_eq!(app.store.tiers_sweep(later, 100).await.unwrap(), 1);
+        let user = huiliu_domain::ids::UserId::parse("u1").unwrap();
+        let stored = app.store.membership(&app.app, &user, later).await.unwrap().unwrap();
+        assert_eq!((stored.tier.as_deref(), stored.grace_until_us), (Some("silver"), None), "one tier down once the grace ended");
+        assert_eq!(app.store.tiers_sweep(later, 100).await.unwrap(), 0, "nothing left to judge");
+    }
 }
