@@ -63,6 +63,10 @@ pub struct EarningRule {
     /// Whether the user's tier multiplier applies to this rule's awards.
     #[serde(default)]
     pub tier_multiplier: bool,
+    /// Growth value (成长值) each matching event adds toward tiers, worked out
+    /// like `award` but without caps, budget or multiplier; none: no growth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<Award>,
     #[serde(default = "yes")]
     pub active: bool,
 }
@@ -178,24 +182,42 @@ impl EarningRule {
         validate_chars(&self.name, MAX_NAME_CHARS, "name")?;
         validate_event(&self.event, "event")?;
         validate_filters(&self.filters, "filters")?;
-        match &self.award {
-            Award::Fixed { points } => in_range(*points, MAX_POINTS, "award.points")?,
-            Award::PerUnit {
-                prop,
-                points,
-                per,
-                max_points,
-            } => {
-                validate_chars(prop, MAX_PROP_CHARS, "award.prop")?;
-                in_range(*points, MAX_POINTS, "award.points")?;
-                in_range(*per, MAX_PER, "award.per")?;
-                optional_in_range(*max_points, MAX_POINTS, "award.max_points")?;
-            }
+        validate_award(&self.award, "award")?;
+        if let Some(growth) = &self.growth {
+            validate_award(growth, "growth")?;
         }
         optional_in_range(self.caps.per_day, MAX_POINTS, "caps.per_day")?;
         optional_in_range(self.caps.per_week, MAX_POINTS, "caps.per_week")?;
         optional_in_range(self.caps.per_lifetime, MAX_POINTS, "caps.per_lifetime")?;
         optional_in_range(self.budget, MAX_BUDGET, "budget")
+    }
+}
+
+fn validate_award(award: &Award, field: &str) -> Result<(), FieldError> {
+    match award {
+        Award::Fixed { points } => in_range(*points, MAX_POINTS, &format!("{field}.points")),
+        Award::PerUnit {
+            prop,
+            points,
+            per,
+            max_points,
+        } => {
+            validate_chars(prop, MAX_PROP_CHARS, &format!("{field}.prop"))?;
+            in_range(*points, MAX_POINTS, &format!("{field}.points"))?;
+            in_range(*per, MAX_PER, &format!("{field}.per"))?;
+            optional_in_range(*max_points, MAX_POINTS, &format!("{field}.max_points"))
+        }
+    }
+}
+
+/// Growth value one trusted event adds under one rule (0 when the rule has no
+/// growth, is inactive, or the event does not match or lacks the prop).
+pub fn growth(rule: &EarningRule, event_name: &str, props: &Map<String, Value>) -> i64 {
+    match &rule.growth {
+        Some(award) if rule.active && matches(rule, event_name, props) => {
+            base_points(award, props).unwrap_or(0).max(0)
+        }
+        _ => 0,
     }
 }
 

@@ -250,6 +250,22 @@ async fn judge_event(
                 .await?;
         }
     }
+    let growth = e::rule_growth(definitions, event);
+    for (rule, amount) in &growth {
+        sqlx::query(huiliu_store::tiers::INSERT_GROWTH)
+            .bind(app_seq)
+            .bind(user)
+            .bind(event.time_us)
+            .bind(amount)
+            .bind(format!("{} (event {})", rule.name, event.event_id))
+            .bind("rule")
+            .bind(&rule.key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !growth.is_empty() {
+        crate::mall::judge(tx, app_seq, user, &event.zone, now).await?;
+    }
     let rows: Vec<(String, String)> = sqlx::query_as(e::TASK_STATES)
         .bind(app_seq)
         .bind(user)

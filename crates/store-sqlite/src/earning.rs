@@ -221,6 +221,25 @@ fn judge_event(
             .map_err(to_store_error)?;
         }
     }
+    let growth = e::rule_growth(definitions, event);
+    for (rule, amount) in &growth {
+        tx.execute(
+            huiliu_store::tiers::INSERT_GROWTH,
+            params![
+                app_seq,
+                user,
+                event.time_us,
+                amount,
+                format!("{} (event {})", rule.name, event.event_id),
+                "rule",
+                rule.key
+            ],
+        )
+        .map_err(to_store_error)?;
+    }
+    if !growth.is_empty() {
+        crate::mall::judge(tx, app_seq, user, &event.zone, now)?;
+    }
     let (states, _) = e::task_states_of(rows(tx, e::TASK_STATES, params![app_seq, user])?)?;
     for step in e::task_steps(definitions, &states, event) {
         let state = serde_json::to_string(&step.state).map_err(StoreError::internal)?;

@@ -325,6 +325,19 @@ pub fn task_views(
     ))
 }
 
+/// Growth value (成长值) the rules give `event`: (rule, growth) for each that does.
+pub fn rule_growth<'a>(
+    definitions: &'a Definitions,
+    event: &QueuedEvent,
+) -> Vec<(&'a EarningRule, i64)> {
+    definitions
+        .rules
+        .iter()
+        .map(|rule| (rule, earning::growth(rule, &event.name, &event.props)))
+        .filter(|(_, growth)| *growth > 0)
+        .collect()
+}
+
 /// The awards of every active rule `event` matches, given each rule's usage.
 pub fn rule_awards<'a>(
     definitions: &'a Definitions,

@@ -138,6 +138,7 @@ both_stores! {
             ("/v1/loyalty/rules/r1", json!({"name": "x", "event": "order_paid", "award": {"kind": "fixed", "points": 0}}), "award.points"),
             ("/v1/loyalty/rules/r1", json!({"name": "x", "event": "order_paid", "award": {"kind": "per_unit", "prop": "amount_fen", "points": 1, "per": 0}}), "award.per"),
             ("/v1/loyalty/rules/r1", json!({"name": "x", "event": "$internal", "award": {"kind": "fixed", "points": 1}}), "event"),
+            ("/v1/loyalty/rules/r1", json!({"name": "x", "event": "e", "award": {"kind": "fixed", "points": 1}, "growth": {"kind": "fixed", "points": -1}}), "growth.points"),
             ("/v1/loyalty/rules/r1", json!({"name": "x", "event": "e", "award": {"kind": "fixed", "points": 1}, "caps": {"per_dya": 5}}), "caps.per_dya"),
             ("/v1/loyalty/rules/r1", json!({"name": "x", "event": "e", "award": {"kind": "fixed", "points": 1}, "filters": [{"prop": "a", "op": "like", "value": 1}]}), "filters[0].op"),
             ("/v1/loyalty/rules/Bad", json!({"name": "x", "event": "e", "award": {"kind": "fixed", "points": 1}}), "key"),
@@ -163,11 +164,16 @@ both_stores! {
             "window": {"kind": "lifetime"}, "downgrade": "recompute", "grace_days": 0
         })).await;
         put(&app, "/v1/loyalty/rules/scaled", json!({"name": "会员加倍", "event": "order_paid", "award": {"kind": "fixed", "points": 11}, "tier_multiplier": true})).await;
-        put(&app, "/v1/loyalty/rules/flat", json!({"name": "固定", "event": "order_paid", "award": {"kind": "fixed", "points": 3}})).await;
+        // Orders also add growth value: one per yuan.
+        let (status, flat) = put(&app, "/v1/loyalty/rules/flat", json!({"name": "固定", "event": "order_paid", "award": {"kind": "fixed", "points": 3},
+            "growth": {"kind": "per_unit", "prop": "amount_fen", "points": 1, "per": 100}})).await;
+        assert_eq!(status, 200, "{flat}");
         app.post_events(json!([order("o1", "u1", 100)])).await;
         settles_at(&app, "u1", 14).await;
+        let (_, member) = app.get("/v1/users/u1/tier", Some(&app.secret_key)).await;
+        assert_eq!((member["tier"].as_str(), member["lifetime_growth"].as_i64()), (Some("member"), Some(1)), "{member}");
         let (status, member) = app.call(reqwest::Method::POST, "/v1/users/u1/growth", &app.secret_key,
-            json!({"amount": 1000, "reason": "orders", "idempotency_key": "g1"}).to_string()).await;
+            json!({"amount": 999, "reason": "orders", "idempotency_key": "g1"}).to_string()).await;
         assert_eq!((status, member["tier"].as_str()), (200, Some("gold")), "{member}");
         // 11 × 1.5 = 16.5 → 16 (rounded down); the flat rule stays 3.
         app.post_events(json!([order("o2", "u1", 100)])).await;
