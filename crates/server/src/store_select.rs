@@ -346,6 +346,15 @@ impl Store for AnyStore {
         dispatch!(self, s => s.rewards(app))
     }
 
+    async fn restock_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        delta: i64,
+    ) -> StoreResult<huiliu_store::mall::Restocked> {
+        dispatch!(self, s => s.restock_reward(app, key, delta))
+    }
+
     async fn reward(
         &self,
         app: &AppRecord,

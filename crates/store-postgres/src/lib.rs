@@ -659,6 +659,15 @@ impl Store for PostgresStore {
         Ok(mall::rewards(&self.pool, app.store_key).await?)
     }
 
+    async fn restock_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        delta: i64,
+    ) -> StoreResult<huiliu_store::mall::Restocked> {
+        Ok(mall::restock(&self.pool, app.store_key, key, delta).await?)
+    }
+
     async fn reward(
         &self,
         app: &AppRecord,

@@ -244,6 +244,33 @@ pub(crate) async fn reward(
         .map_err(store_decode)
 }
 
+pub(crate) async fn restock(
+    pool: &PgPool,
+    app_seq: i64,
+    key: &str,
+    delta: i64,
+) -> Result<m::Restocked, sqlx::Error> {
+    let left: Option<Option<i64>> = sqlx::query_scalar(m::RESTOCK)
+        .bind(delta)
+        .bind(app_seq)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(Some(left)) = left {
+        return Ok(m::Restocked::Done(left));
+    }
+    let mut connection = pool.acquire().await?;
+    Ok(match reward(&mut connection, app_seq, key).await? {
+        None => m::Restocked::UnknownReward,
+        Some(r) if r.spec.kind == RewardKind::CouponCode || r.available.is_none() => {
+            m::Restocked::NotCounted
+        }
+        Some(r) => m::Restocked::Insufficient {
+            available: r.available.unwrap_or(0),
+        },
+    })
+}
+
 pub(crate) async fn rewards(pool: &PgPool, app_seq: i64) -> Result<Vec<m::Reward>, sqlx::Error> {
     let rows: Vec<(String, String, Option<i64>, i64, i64)> = sqlx::query_as(m::REWARDS)
         .bind(app_seq)

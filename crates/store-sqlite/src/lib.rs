@@ -741,6 +741,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn restock_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        delta: i64,
+    ) -> StoreResult<huiliu_store::mall::Restocked> {
+        let (app_seq, key) = (app.store_key, key.to_string());
+        self.writer
+            .write(move |tx| mall::restock(tx, app_seq, &key, delta))
+            .await
+    }
+
     async fn reward(
         &self,
         app: &AppRecord,

@@ -498,6 +498,28 @@ pub(crate) fn act(
     Ok(ActionOutcome::Done(found))
 }
 
+pub(crate) fn restock(
+    tx: &Connection,
+    app_seq: i64,
+    key: &str,
+    delta: i64,
+) -> StoreResult<m::Restocked> {
+    let left: Option<i64> = tx
+        .query_row(m::RESTOCK, params![delta, app_seq, key], |r| r.get(0))
+        .optional()
+        .map_err(to_store_error)?;
+    Ok(match (left, reward(tx, app_seq, key)?) {
+        (Some(left), _) => m::Restocked::Done(left),
+        (None, None) => m::Restocked::UnknownReward,
+        (None, Some(r)) if r.spec.kind == RewardKind::CouponCode || r.available.is_none() => {
+            m::Restocked::NotCounted
+        }
+        (None, Some(r)) => m::Restocked::Insufficient {
+            available: r.available.unwrap_or(0),
+        },
+    })
+}
+
 pub(crate) fn rewards(tx: &Connection, app_seq: i64) -> StoreResult<Vec<m::Reward>> {
     let rows: Vec<(String, String, Option<i64>, i64, i64)> = tx
         .prepare_cached(m::REWARDS)

@@ -361,6 +361,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         now_us: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Adds (or, negative, withdraws) units of a counted reward in one
+    /// conditional update, so restocking never races with redemptions.
+    fn restock_reward(
+        &self,
+        app: &AppRecord,
+        key: &str,
+        delta: i64,
+    ) -> impl Future<Output = StoreResult<mall::Restocked>> + Send;
+
     fn rewards(
         &self,
         app: &AppRecord,

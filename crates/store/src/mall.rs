@@ -119,6 +119,25 @@ pub const REDEEMED_BY_USER: &str = "SELECT count(*) FROM redemptions
 pub const TAKE_UNIT: &str = "UPDATE rewards SET stock = stock - 1, redeemed = redeemed + 1
     WHERE app_seq = $1 AND reward_key = $2 AND (stock IS NULL OR stock > 0)";
 
+/// Adds $1 units (negative: withdraws) to reward $3 of app $2 if it keeps a
+/// count and the count stays ≥ 0; the units left.
+pub const RESTOCK: &str = "UPDATE rewards SET stock = stock + $1
+    WHERE app_seq = $2 AND reward_key = $3 AND stock IS NOT NULL AND stock + $1 >= 0
+    RETURNING stock";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restocked {
+    /// Units left now.
+    Done(i64),
+    UnknownReward,
+    /// Unlimited or coupon-code stock has no count to change.
+    NotCounted,
+    /// Fewer units are left than the withdrawal asks for.
+    Insufficient {
+        available: i64,
+    },
+}
+
 /// Returns a unit of reward $2 (app $1).
 pub const RETURN_UNIT: &str = "UPDATE rewards SET stock = stock + 1, redeemed = redeemed - 1
     WHERE app_seq = $1 AND reward_key = $2";

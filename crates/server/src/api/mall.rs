@@ -14,7 +14,7 @@ use axum::Json;
 use huiliu_domain::mall::{clean_codes, RewardSpec};
 use huiliu_domain::time::{from_micros, to_micros};
 use huiliu_store::mall::{
-    ActionOutcome, RedeemOutcome, RedeemRequest, Redemption, RedemptionAction, Reward,
+    ActionOutcome, RedeemOutcome, RedeemRequest, Redemption, RedemptionAction, Restocked, Reward,
 };
 use huiliu_store::{AppRecord, IdempotencyKey, Store};
 use serde::Serialize;
@@ -173,6 +173,62 @@ pub async fn get_reward(
         .await?
         .ok_or_else(unknown_reward)?;
     Ok(Json(reward_view(reward)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Restock {
+    /// Units left now.
+    pub available: i64,
+}
+
+/// Add units to a reward's stock (`{"add": 50}`), or withdraw them with a
+/// negative number, in one conditional update: unlike a `PUT` of `stock`, it
+/// never overwrites redemptions made meanwhile, and never goes below 0.
+#[utoipa::path(
+    post, path = "/v1/rewards/{reward_key}/stock", tag = "mall",
+    params(("reward_key" = String, Path)),
+    request_body(content = Object, description = "`{\"add\": 50}`"),
+    responses(
+        (status = 200, body = Restock),
+        (status = 404, description = "`unknown_reward`", body = ErrorEnvelope),
+        (status = 409, description = "`not_counted` (unlimited or coupon-code stock) or `insufficient_stock`", body = ErrorEnvelope),
+        (status = 422, description = "A bad `add`", body = ErrorEnvelope),
+    ),
+    security(("secret_key" = []))
+)]
+pub async fn restock(
+    State(state): State<AppState>,
+    SecretCaller(app): SecretCaller,
+    PathText(key): PathText,
+    body: Body,
+) -> Result<Json<Restock>, ApiError> {
+    let mut body = json_object(body, 1024, &["add"]).await?;
+    let delta = body
+        .remove("add")
+        .and_then(|v| v.as_i64())
+        .filter(|n| *n != 0 && n.abs() <= 100_000_000)
+        .ok_or_else(|| {
+            unprocessable(
+                "invalid_add",
+                "add",
+                "a whole number of units, not 0, at most 100,000,000 either way",
+            )
+        })?;
+    match state.store.restock_reward(&app, &key, delta).await? {
+        Restocked::Done(available) => Ok(Json(Restock { available })),
+        Restocked::UnknownReward => Err(unknown_reward()),
+        Restocked::NotCounted => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_counted",
+            "the reward's stock is unlimited or a coupon-code pool (import codes instead)",
+        )),
+        Restocked::Insufficient { available } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "insufficient_stock",
+            format!("{available} units are left"),
+        )
+        .with_field("add")),
+    }
 }
 
 #[derive(Serialize, ToSchema)]

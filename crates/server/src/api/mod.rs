@@ -65,6 +65,7 @@ use utoipa::OpenApi;
         mall::list_rewards,
         mall::get_reward,
         mall::add_codes,
+        mall::restock,
         mall::redeem,
         mall::get_redemption,
         mall::cancel_redemption,
@@ -204,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rewards", get(mall::list_rewards))
         .route("/v1/rewards/{reward_key}", get(mall::get_reward).put(mall::put_reward))
         .route("/v1/rewards/{reward_key}/codes", axum::routing::post(mall::add_codes))
+        .route("/v1/rewards/{reward_key}/stock", axum::routing::post(mall::restock))
         .route("/v1/redemptions", axum::routing::post(mall::redeem))
         .route("/v1/redemptions/{redemption_id}", get(mall::get_redemption))
         .route(

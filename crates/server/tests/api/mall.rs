@@ -103,6 +103,14 @@ both_stores! {
         post(&app, &format!("/v1/redemptions/{}/cancel", r3["redemption_id"].as_str().unwrap()), json!({})).await;
         let (_, mug) = app.get("/v1/rewards/mug", Some(&app.secret_key)).await;
         assert_eq!((mug["available"].as_i64(), mug["redeemed"].as_i64()), (Some(1), Some(1)), "a cancelled unit is back");
+        // Restocking adds to what is left; withdrawing never goes below 0.
+        assert_eq!(post(&app, "/v1/rewards/mug/stock", json!({"add": 4})).await, (200, json!({"available": 5})));
+        let (status, error) = post(&app, "/v1/rewards/mug/stock", json!({"add": -6})).await;
+        assert_eq!((status, error["error"]["code"].as_str()), (409, Some("insufficient_stock")));
+        assert_eq!(code(&post(&app, "/v1/rewards/coffee/stock", json!({"add": 1})).await), (409, Some("not_counted")));
+        assert_eq!(code(&post(&app, "/v1/rewards/nothing/stock", json!({"add": 1})).await), (404, Some("unknown_reward")));
+        assert_eq!(code(&post(&app, "/v1/rewards/mug/stock", json!({"add": 0})).await), (422, Some("invalid_add")));
+        assert_eq!(post(&app, "/v1/rewards/mug/stock", json!({"add": -4})).await, (200, json!({"available": 1})));
 
         // Windows and switches.
         let past = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string();

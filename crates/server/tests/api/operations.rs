@@ -52,6 +52,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("/v1/rewards", "get"),
         ("/v1/rewards/{reward_key}", "put"),
         ("/v1/rewards/{reward_key}/codes", "post"),
+        ("/v1/rewards/{reward_key}/stock", "post"),
         ("/v1/redemptions", "post"),
         ("/v1/redemptions/{redemption_id}", "get"),
         ("/v1/redemptions/{redemption_id}/cancel", "post"),
