@@ -57,9 +57,14 @@ pub struct RewardView {
 }
 
 fn reward_view(reward: Reward) -> RewardView {
+    let mut spec = reward.spec;
+    // `stock` shows what is left now, not what the last PUT set.
+    if spec.stock.is_some() {
+        spec.stock = reward.available;
+    }
     RewardView {
         reward_key: reward.key,
-        spec: reward.spec,
+        spec,
         available: reward.available,
         redeemed: reward.redeemed,
     }
