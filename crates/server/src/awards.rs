@@ -3,6 +3,7 @@
 //! other nodes stored (or a crash left queued). The store dequeues each event
 //! in the transaction that awards it, so nodes may run this side by side.
 
+use crate::background::drain;
 use huiliu_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +14,16 @@ const POLL: Duration = Duration::from_secs(1);
 
 pub async fn run<S: Store>(store: S, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
     loop {
-        loop {
-            let now = huiliu_domain::time::to_micros(jiff::Timestamp::now());
-            match store.process_awards(now, BATCH).await {
-                Ok(n) if n < BATCH as usize => break,
-                Ok(_) if shutdown.is_cancelled() => return,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "judging events for points failed; retrying shortly");
-                    break;
-                }
-            }
+        let store = &store;
+        if !drain(
+            "judging events for points",
+            BATCH,
+            &shutdown,
+            |now, limit| store.process_awards(now, limit),
+        )
+        .await
+        {
+            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod api;
 pub mod awards;
+mod background;
 pub mod dispatch;
 pub mod ingest;
 pub mod metrics;

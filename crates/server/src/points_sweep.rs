@@ -8,6 +8,7 @@
 //! again the members whose tier grace (保级) ended, so stored tiers follow
 //! without anyone reading them.
 
+use crate::background::drain;
 use huiliu_store::Store;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,21 +23,17 @@ pub async fn run<S: Store>(store: S, every: Duration, shutdown: CancellationToke
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let now = huiliu_domain::time::to_micros(jiff::Timestamp::now());
-        if let Err(error) = store.tiers_sweep(now, BATCH).await {
-            tracing::warn!(%error, "tier sweep failed");
-        }
-        loop {
-            let now = huiliu_domain::time::to_micros(jiff::Timestamp::now());
-            match store.points_sweep(now, BATCH).await {
-                Ok(n) if n < BATCH as usize => break,
-                Ok(_) if shutdown.is_cancelled() => return,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "points sweep failed");
-                    break;
-                }
-            }
+        let store = &store;
+        let finished = drain("tier sweep", BATCH, &shutdown, |now, limit| {
+            store.tiers_sweep(now, limit)
+        })
+        .await
+            && drain("points sweep", BATCH, &shutdown, |now, limit| {
+                store.points_sweep(now, limit)
+            })
+            .await;
+        if !finished {
+            return;
         }
     }
 }

@@ -5,6 +5,7 @@
 use crate::points::user_index;
 use huiliu_domain::earning::{self, EarningRule, SignInError};
 use huiliu_domain::points::ledger::{plan, Op};
+use huiliu_domain::points::ExpiryPolicy;
 use huiliu_domain::time::{from_micros, AppTimeZone};
 use huiliu_store::earning::{
     self as e, Definitions, ItemKind, QueuedEvent, SignInOutcome, SignedIn, StoredSignIn,
@@ -32,7 +33,9 @@ async fn definitions(tx: &mut PgConnection, app_seq: i64) -> Result<Definitions,
     let rules = items(tx, app_seq, ItemKind::Rule).await?;
     let tasks = items(tx, app_seq, ItemKind::Task).await?;
     let sign_in = items(tx, app_seq, ItemKind::SignIn).await?;
-    Definitions::parse(&rules, &tasks, &sign_in).map_err(decode)
+    let mut definitions = Definitions::parse(&rules, &tasks, &sign_in).map_err(decode)?;
+    definitions.expiry = crate::points::settings(tx, app_seq).await?.expiry;
+    Ok(definitions)
 }
 
 async fn refresh_award_events(tx: &mut PgConnection, app_seq: i64) -> Result<(), sqlx::Error> {
@@ -110,14 +113,13 @@ async fn earn(
     amount: i64,
     reason: &str,
     cause: &Cause,
+    expiry: ExpiryPolicy,
     zone: &AppTimeZone,
     now: i64,
 ) -> Result<(i64, i64), sqlx::Error> {
-    let policy = crate::points::settings(tx, app_seq).await?;
     let op = Op::Earn {
         amount,
-        expires_us: policy
-            .expiry
+        expires_us: expiry
             .expires_at(from_micros(now), zone)
             .map(huiliu_domain::time::to_micros),
         vests_us: None,
@@ -225,6 +227,7 @@ async fn judge_event(
             points,
             &award.reason(&event.event_id),
             &award.cause(),
+            definitions.expiry,
             &event.zone,
             now,
         )
@@ -290,6 +293,7 @@ async fn judge_event(
                 step.task.points,
                 &step.task.name,
                 &cause,
+                definitions.expiry,
                 &event.zone,
                 now,
             )
@@ -310,7 +314,8 @@ pub(crate) async fn sign_in(
     let Some(user) = user_index(&mut tx, app_seq, user_id).await? else {
         return Ok(SignInOutcome::UnknownUser);
     };
-    let Some(config) = definitions(&mut tx, app_seq).await?.sign_in else {
+    let definitions = definitions(&mut tx, app_seq).await?;
+    let Some(config) = definitions.sign_in.clone() else {
         return Ok(SignInOutcome::NotConfigured);
     };
     // The account lock first: two sign-ins of one user run one after the other.
@@ -346,6 +351,7 @@ pub(crate) async fn sign_in(
                 outcome.points,
                 &reason,
                 &cause,
+                definitions.expiry,
                 zone,
                 now,
             )

@@ -41,29 +41,42 @@ pub(crate) async fn load(
         .bind(user)
         .fetch_all(&mut *tx)
         .await?;
-    let holds: Vec<p::HoldColumns> = if on_hold > 0 {
-        sqlx::query_as(p::HOLDS)
+    let mut points = p::points_of(lots, Vec::new(), debt).map_err(decode)?;
+    complete(tx, app_seq, user, on_hold, &mut points, op).await?;
+    Ok(points)
+}
+
+/// Adds to a user's live lots what an operation may also touch: the holds
+/// (when any points are on hold) and the lots they, or `op`, put points back
+/// into, which may be empty now.
+pub(crate) async fn complete(
+    tx: &mut PgConnection,
+    app_seq: i64,
+    user: i64,
+    on_hold: i64,
+    points: &mut Points,
+    op: &Op,
+) -> Result<(), sqlx::Error> {
+    if on_hold > 0 {
+        let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
             .bind(app_seq)
             .bind(user)
             .fetch_all(&mut *tx)
-            .await?
-    } else {
-        Vec::new()
-    };
-    let mut points = p::points_of(lots, holds, debt).map_err(decode)?;
-    for id in p::lots_to_load(&points, op) {
+            .await?;
+        points.holds = p::points_of(Vec::new(), holds, 0).map_err(decode)?.holds;
+    }
+    for id in p::lots_to_load(points, op) {
         let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())
             .bind(app_seq)
             .bind(user)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        if let Some(lot) = lot {
-            let lot = p::lot_of(lot);
+        if let Some(lot) = lot.map(p::lot_of) {
             points.lots.insert(lot.id, lot);
         }
     }
-    Ok(points)
+    Ok(())
 }
 
 pub(crate) async fn lock_by_index(
@@ -365,39 +378,17 @@ pub(crate) async fn summary(
     user_id: &str,
     now_us: i64,
 ) -> Result<Option<p::PointsSummary>, sqlx::Error> {
-    let user: Option<i64> = sqlx::query_scalar(p::USER_INDEX)
-        .bind(app_seq)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await?;
-    let Some(user) = user else { return Ok(None) };
-    let debt: Option<i64> = sqlx::query_scalar(p::ACCOUNT_DEBT)
+    let mut connection = pool.acquire().await?;
+    let Some(user) = user_index(&mut connection, app_seq, user_id).await? else {
+        return Ok(None);
+    };
+    let (debt, on_hold): (i64, i64) = sqlx::query_as(p::ACCOUNT)
         .bind(app_seq)
         .bind(user)
-        .fetch_optional(pool)
-        .await?;
-    let lots: Vec<p::LotColumns> = sqlx::query_as(&p::live_lots_sql())
-        .bind(app_seq)
-        .bind(user)
-        .fetch_all(pool)
-        .await?;
-    let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
-        .bind(app_seq)
-        .bind(user)
-        .fetch_all(pool)
-        .await?;
-    let mut points = p::points_of(lots, holds, debt.unwrap_or(0)).map_err(decode)?;
-    // Holds that timed out count as released: their lots may be empty now.
-    for id in p::lots_to_load(&points, &Op::Sweep) {
-        let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())
-            .bind(app_seq)
-            .bind(user)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        if let Some(lot) = lot.map(p::lot_of) {
-            points.lots.insert(lot.id, lot);
-        }
-    }
+        .fetch_optional(&mut *connection)
+        .await?
+        .unwrap_or((0, 0));
+    // Holds that timed out count as released: `Sweep` loads their lots.
+    let points = load(&mut connection, app_seq, (user, debt, on_hold), &Op::Sweep).await?;
     Ok(Some(p::summary_of(points, now_us)))
 }

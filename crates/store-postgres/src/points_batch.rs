@@ -9,7 +9,7 @@
 //! commit. Should a batch fail (a key raced in from another node), each of its
 //! requests runs again by itself.
 
-use huiliu_domain::points::ledger::plan;
+use huiliu_domain::points::ledger::{plan, Op};
 use huiliu_domain::points::{Allocation, Lot, Points, PointsError};
 use huiliu_store::points::{self as p, PointsOutcome, PointsRequest};
 use huiliu_store::{Earlier, StoreError, StoreResult};
@@ -246,27 +246,10 @@ async fn write_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<PointsOutcome>, 
         }
     }
     for (app_seq, user, _, on_hold) in &locked {
-        if *on_hold == 0 {
-            continue;
-        }
-        let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
-            .bind(app_seq)
-            .bind(user)
-            .fetch_all(&mut *tx)
-            .await?;
-        let account = points.get_mut(&(*app_seq, *user)).expect("locked");
-        let loaded = p::points_of(Vec::new(), holds, 0).map_err(decode)?;
-        account.holds = loaded.holds;
-        for id in p::lots_to_load(account, &huiliu_domain::points::ledger::Op::Sweep) {
-            let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())
-                .bind(app_seq)
-                .bind(user)
-                .bind(id)
-                .fetch_optional(&mut *tx)
+        if *on_hold > 0 {
+            let account = points.get_mut(&(*app_seq, *user)).expect("locked");
+            crate::points::complete(&mut tx, *app_seq, *user, *on_hold, account, &Op::Sweep)
                 .await?;
-            if let Some(lot) = lot.map(p::lot_of) {
-                account.lots.insert(lot.id, lot);
-            }
         }
     }
 
@@ -340,7 +323,6 @@ async fn write_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<PointsOutcome>, 
                 at: request.now_us,
             });
         }
-        let created_before: Vec<u64> = state.lots.keys().copied().collect();
         p::apply(state, &planned, seq);
         for lot in &planned.changed_lots {
             let new = writes
@@ -351,7 +333,6 @@ async fn write_batch(pool: &PgPool, jobs: &[Job]) -> Result<Vec<PointsOutcome>, 
         }
         let (new_lot, new_hold) = p::renamed(&planned, seq);
         if let Some(lot) = new_lot {
-            debug_assert!(!created_before.contains(&lot.id));
             writes.lots.insert((account, lot.id), (lot, true));
         }
         for hold in &planned.settled_holds {

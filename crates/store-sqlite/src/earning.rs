@@ -4,6 +4,7 @@
 use crate::writer::to_store_error;
 use huiliu_domain::earning::{self, EarningRule, SignInError};
 use huiliu_domain::points::ledger::{plan, Op};
+use huiliu_domain::points::ExpiryPolicy;
 use huiliu_domain::time::{from_micros, AppTimeZone};
 use huiliu_store::earning::{
     self as e, Definitions, ItemKind, QueuedEvent, SignInOutcome, SignedIn, StoredSignIn,
@@ -34,11 +35,13 @@ pub(crate) fn items(
 }
 
 pub(crate) fn definitions(tx: &Connection, app_seq: i64) -> StoreResult<Definitions> {
-    Definitions::parse(
+    let mut definitions = Definitions::parse(
         &items(tx, app_seq, ItemKind::Rule)?,
         &items(tx, app_seq, ItemKind::Task)?,
         &items(tx, app_seq, ItemKind::SignIn)?,
-    )
+    )?;
+    definitions.expiry = crate::points::settings(tx, app_seq)?.expiry;
+    Ok(definitions)
 }
 
 /// Rewrites the event names ingest queues for the app.
@@ -79,7 +82,7 @@ pub(crate) fn delete_item(
     Ok(gone == 1)
 }
 
-/// Writes an earn of `amount` for `user` under the app's expiry policy; the
+/// Writes an earn of `amount` for `user`, expiring as `expiry` (the app's policy) says; the
 /// entry's seq and the balance after.
 #[allow(clippy::too_many_arguments)]
 fn earn(
@@ -89,14 +92,13 @@ fn earn(
     amount: i64,
     reason: &str,
     cause: &Cause,
+    expiry: ExpiryPolicy,
     zone: &AppTimeZone,
     now: i64,
 ) -> StoreResult<(i64, i64)> {
-    let policy = crate::points::settings(tx, app_seq)?;
     let op = Op::Earn {
         amount,
-        expires_us: policy
-            .expiry
+        expires_us: expiry
             .expires_at(from_micros(now), zone)
             .map(huiliu_domain::time::to_micros),
         vests_us: None,
@@ -203,6 +205,7 @@ fn judge_event(
             points,
             &award.reason(&event.event_id),
             &award.cause(),
+            definitions.expiry,
             &event.zone,
             now,
         )?;
@@ -257,6 +260,7 @@ fn judge_event(
                 step.task.points,
                 &step.task.name,
                 &cause,
+                definitions.expiry,
                 &event.zone,
                 now,
             )?;
@@ -275,7 +279,8 @@ pub(crate) fn sign_in(
     let Some(user) = crate::points::user_index(tx, app_seq, user_id)? else {
         return Ok(SignInOutcome::UnknownUser);
     };
-    let Some(config) = definitions(tx, app_seq)?.sign_in else {
+    let definitions = definitions(tx, app_seq)?;
+    let Some(config) = definitions.sign_in.clone() else {
         return Ok(SignInOutcome::NotConfigured);
     };
     let (_, stored) = e::task_states_of(rows(tx, e::TASK_STATES, params![app_seq, user])?)?;
@@ -302,6 +307,7 @@ pub(crate) fn sign_in(
                 outcome.points,
                 &reason,
                 &cause,
+                definitions.expiry,
                 zone,
                 now,
             )?;

@@ -29,11 +29,14 @@ fn lot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<p::LotColumns> {
 
 /// The user's points as the operation needs them.
 pub(crate) fn load(tx: &Connection, app_seq: i64, user: i64, op: &Op) -> StoreResult<Points> {
-    let debt: i64 = tx
-        .query_row(p::ACCOUNT_DEBT, params![app_seq, user], |r| r.get(0))
-        .optional()
+    let (debt, on_hold): (i64, i64) = tx
+        .prepare_cached(p::ACCOUNT)
+        .and_then(|mut s| {
+            s.query_row(params![app_seq, user], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(to_store_error)?
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
     let lots = tx
         .prepare_cached(&p::live_lots_sql())
         .and_then(|mut s| {
@@ -41,15 +44,18 @@ pub(crate) fn load(tx: &Connection, app_seq: i64, user: i64, op: &Op) -> StoreRe
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(to_store_error)?;
-    let holds = tx
-        .prepare_cached(p::HOLDS)
-        .and_then(|mut s| {
-            s.query_map(params![app_seq, user], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(to_store_error)?;
+    let holds = if on_hold > 0 {
+        tx.prepare_cached(p::HOLDS)
+            .and_then(|mut s| {
+                s.query_map(params![app_seq, user], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(to_store_error)?
+    } else {
+        Vec::new()
+    };
     let mut points = p::points_of(lots, holds, debt)?;
     for id in p::lots_to_load(&points, op) {
         let lot = tx
@@ -344,22 +350,27 @@ pub(crate) async fn summary(
         .fetch_optional(reader)
         .await?;
     let Some((user,)) = user else { return Ok(None) };
-    let debt: Option<(i64,)> = sqlx::query_as(p::ACCOUNT_DEBT)
+    let (debt, on_hold): (i64, i64) = sqlx::query_as(p::ACCOUNT)
         .bind(app_seq)
         .bind(user)
         .fetch_optional(reader)
-        .await?;
+        .await?
+        .unwrap_or((0, 0));
     let lots: Vec<p::LotColumns> = sqlx::query_as(&p::live_lots_sql())
         .bind(app_seq)
         .bind(user)
         .fetch_all(reader)
         .await?;
-    let holds: Vec<p::HoldColumns> = sqlx::query_as(p::HOLDS)
-        .bind(app_seq)
-        .bind(user)
-        .fetch_all(reader)
-        .await?;
-    let mut points = p::points_of(lots, holds, debt.map_or(0, |d| d.0))?;
+    let holds: Vec<p::HoldColumns> = if on_hold > 0 {
+        sqlx::query_as(p::HOLDS)
+            .bind(app_seq)
+            .bind(user)
+            .fetch_all(reader)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut points = p::points_of(lots, holds, debt)?;
     // Holds that timed out count as released: their lots may be empty now.
     for id in p::lots_to_load(&points, &Op::Sweep) {
         let lot: Option<p::LotColumns> = sqlx::query_as(&p::one_lot_sql())

@@ -112,11 +112,13 @@ pub fn usage_of(rows: &[(i64, String, i64)], periods: &[String; 3]) -> RuleUsage
 }
 
 /// The app's definitions, parsed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Definitions {
     pub rules: Vec<EarningRule>,
     pub tasks: Vec<TaskDef>,
     pub sign_in: Option<SignInConfig>,
+    /// When the points they award expire: the app's policy, read once.
+    pub expiry: huiliu_domain::points::ExpiryPolicy,
 }
 
 impl Definitions {
@@ -138,6 +140,7 @@ impl Definitions {
                 .map(|(_, b)| parse(b))
                 .collect::<Result<_, _>>()?,
             sign_in: sign_in.first().map(|(_, b)| parse(b)).transpose()?,
+            expiry: huiliu_domain::points::ExpiryPolicy::Never,
         })
     }
 

@@ -228,9 +228,16 @@ pub fn redemption_cause(id: i64) -> Cause {
     Cause::new("redemption", Some(redemption_id(id)))
 }
 
+const REDEMPTION_PREFIX: &str = "rdm_";
+
 /// The id a redemption is known by.
 pub fn redemption_id(id: i64) -> String {
-    format!("rdm_{id}")
+    format!("{REDEMPTION_PREFIX}{id}")
+}
+
+/// The redemption an id names, if it is one.
+pub fn parse_redemption_id(id: &str) -> Option<i64> {
+    crate::points::numbered(id, REDEMPTION_PREFIX)
 }
 
 /// The status a fresh redemption of `kind` ends in.

@@ -154,9 +154,10 @@ pub enum PointsOutcome {
 /// User $2 of app $1: user_index.
 pub const USER_INDEX: &str = "SELECT user_index FROM users WHERE app_seq = $1 AND user_id = $2";
 
-/// The user's debt (app $1, user $2).
-pub const ACCOUNT_DEBT: &str =
-    "SELECT debt FROM points_accounts WHERE app_seq = $1 AND user_index = $2";
+/// The user's account (app $1, user $2): debt, points on hold. Holds are only
+/// read when some points are on hold.
+pub const ACCOUNT: &str =
+    "SELECT debt, on_hold FROM points_accounts WHERE app_seq = $1 AND user_index = $2";
 
 const LOT_COLUMNS: &str = "lot_id, amount, remaining, expires_us, vests_us, voided, expired";
 
@@ -470,9 +471,23 @@ pub fn receipt_of(plan: &Plan, seq: i64) -> PointsReceipt {
     }
 }
 
+const TRANSACTION_PREFIX: &str = "ptx_";
+
 /// The transaction id an entry is known by.
 pub fn transaction_id(seq: i64) -> String {
-    format!("ptx_{seq}")
+    format!("{TRANSACTION_PREFIX}{seq}")
+}
+
+/// The entry a transaction id names, if it is one.
+pub fn parse_transaction_id(id: &str) -> Option<i64> {
+    numbered(id, TRANSACTION_PREFIX)
+}
+
+/// The positive number after `prefix` in an id such as `ptx_42`.
+pub fn numbered(id: &str, prefix: &str) -> Option<i64> {
+    id.strip_prefix(prefix)
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
 }
 
 /// A user's points now, as `GET /v1/users/{id}/points` shows them.

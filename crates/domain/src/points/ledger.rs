@@ -8,7 +8,6 @@
 //! they happened even when the background sweep has not run yet.
 
 use super::{Allocation, Hold, Lot, Points, PointsError, ShortfallPolicy};
-use std::collections::BTreeMap;
 
 /// The id the operation's own entry gets once stored: its new lot or hold is
 /// planned under this id and renamed by the store to the entry's sequence number.
@@ -304,16 +303,6 @@ pub fn plan(mut points: Points, op: &Op, now_us: i64) -> Result<Plan, PointsErro
     })
 }
 
-/// Σ of a plan's entries: what the user's points change by.
-pub fn net(entries: &[PlannedEntry]) -> i64 {
-    entries.iter().map(|e| e.amount).sum()
-}
-
-/// Lots keyed by id, for loading.
-pub fn lots_by_id(lots: impl IntoIterator<Item = Lot>) -> BTreeMap<u64, Lot> {
-    lots.into_iter().map(|l| (l.id, l)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,7 +331,7 @@ mod tests {
         );
         assert_eq!(plan.settled_holds, vec![3]);
         assert_eq!(plan.summary.balance, 20);
-        assert_eq!(net(&plan.entries), -90);
+        assert_eq!(plan.entries.iter().map(|e| e.amount).sum::<i64>(), -90);
     }
 
     #[test]

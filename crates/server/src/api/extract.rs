@@ -152,43 +152,9 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-/// A request body that must be a JSON object with only the `allowed` fields:
-/// 400 when it is not JSON, 422 naming the body or the first unknown field.
-pub async fn json_object(
-    body: Body,
-    limit: usize,
-    allowed: &[&str],
-) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let bytes = read_body(body, limit).await?;
-    let value: serde_json::Value =
-        serde_json::from_str(as_utf8(&bytes)?).map_err(|e| json_error(&e, "body"))?;
-    let serde_json::Value::Object(object) = value else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_type",
-            "the body is a JSON object",
-        )
-        .with_field("body"));
-    };
-    if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_field",
-            format!("unknown field {unknown:?}"),
-        )
-        .with_field(unknown.clone()));
-    }
-    Ok(object)
-}
-
-/// A request body that must be a JSON object, any fields (a typed reader
-/// names the unknown ones): 400 when it is not JSON.
-pub async fn json_object_any(
-    body: Body,
-    limit: usize,
-) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let bytes = read_body(body, limit).await?;
-    match serde_json::from_str(as_utf8(&bytes)?).map_err(|e| json_error(&e, "body"))? {
+/// A JSON object from a body's bytes: 400 when it is not JSON, 422 when not an object.
+fn object_of(bytes: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match serde_json::from_str(as_utf8(bytes)?).map_err(|e| json_error(&e, "body"))? {
         serde_json::Value::Object(object) => Ok(object),
         _ => Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -197,6 +163,41 @@ pub async fn json_object_any(
         )
         .with_field("body")),
     }
+}
+
+/// 422 naming the first field outside `allowed`.
+fn only_allowed(
+    object: serde_json::Map<String, serde_json::Value>,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+            format!("unknown field {unknown:?}"),
+        )
+        .with_field(unknown.clone())),
+        None => Ok(object),
+    }
+}
+
+/// A request body that must be a JSON object with only the `allowed` fields:
+/// 400 when it is not JSON, 422 naming the body or the first unknown field.
+pub async fn json_object(
+    body: Body,
+    limit: usize,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    only_allowed(json_object_any(body, limit).await?, allowed)
+}
+
+/// A request body that must be a JSON object, any fields (a typed reader
+/// names the unknown ones): 400 when it is not JSON.
+pub async fn json_object_any(
+    body: Body,
+    limit: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    object_of(&read_body(body, limit).await?)
 }
 
 /// Like [`json_object`], but an empty body is an empty object (for actions
@@ -210,7 +211,7 @@ pub async fn json_object_or_empty(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
-    json_object(Body::from(bytes), limit, allowed).await
+    only_allowed(object_of(&bytes)?, allowed)
 }
 
 /// A typed value from JSON: 422 with `code`, naming the path of the first

@@ -417,12 +417,9 @@ pub async fn redeem(
 }
 
 fn redemption_seq(id: &str) -> Result<i64, ApiError> {
-    id.strip_prefix("rdm_")
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_redemption", "a redemption id looks like rdm_42")
-        })
+    huiliu_store::mall::parse_redemption_id(id).ok_or_else(|| {
+        ApiError::not_found("unknown_redemption", "a redemption id looks like rdm_42")
+    })
 }
 
 fn unknown_redemption() -> ApiError {

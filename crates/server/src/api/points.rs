@@ -141,7 +141,10 @@ fn take_amount(body: &mut Map<String, Value>, positive_only: bool) -> Result<i64
     }
 }
 
-fn take_reason(body: &mut Map<String, Value>, default: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn take_reason(
+    body: &mut Map<String, Value>,
+    default: Option<&str>,
+) -> Result<String, ApiError> {
     match (body.remove("reason"), default) {
         (None | Some(Value::Null), Some(default)) => Ok(default.to_string()),
         (Some(Value::String(r)), _)
@@ -463,16 +466,13 @@ pub async fn post_hold(
 }
 
 fn entry_seq(id: &str) -> Result<i64, ApiError> {
-    id.strip_prefix("ptx_")
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_transaction",
-                "a transaction id looks like ptx_42",
-            )
-        })
+    huiliu_store::points::parse_transaction_id(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_transaction",
+            "a transaction id looks like ptx_42",
+        )
+    })
 }
 
 async fn settle(
@@ -690,17 +690,13 @@ pub async fn get_history(
     };
     let before = match query.get("before") {
         None => i64::MAX,
-        Some(text) => text
-            .strip_prefix("ptx_")
-            .and_then(|n| n.parse::<i64>().ok())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                field_error(
-                    "invalid_before",
-                    "before",
-                    "a transaction id such as ptx_42",
-                )
-            })?,
+        Some(text) => huiliu_store::points::parse_transaction_id(text).ok_or_else(|| {
+            field_error(
+                "invalid_before",
+                "before",
+                "a transaction id such as ptx_42",
+            )
+        })?,
     };
     let entries = state
         .metrics

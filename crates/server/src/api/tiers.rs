@@ -176,17 +176,7 @@ pub async fn post_growth(
             )
             .with_field("amount")
         })?;
-    let reason = match body.remove("reason") {
-        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= 200 => r,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_reason",
-                "reason is 1–200 characters",
-            )
-            .with_field("reason"))
-        }
-    };
+    let reason = crate::api::points::take_reason(&mut body, None)?;
     let cause = crate::api::points::take_cause(&mut body)?;
     let key = require_idempotency_key(&mut body)?;
     let request_hash = huiliu_domain::messages::request_hash(&[
